@@ -1,0 +1,242 @@
+"""The ``fedcond`` command line: condense, evaluate, show, datasets.
+
+Every command reads one config (``--config FILE.yaml`` plus ``--set key=value`` overrides),
+writes ``--out DIR/results.json`` and prints a short table. Bad input of any kind ends with one
+line on stderr naming the problem and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fedcond.errors import ConfigError, FedcondError
+
+EXIT_USAGE = 2
+
+
+def _common(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--config", metavar="FILE.yaml", help="experiment config (defaults apply to missing keys)")
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override a config key, e.g. --set condense.ipc=10 (repeatable)",
+    )
+    parser.add_argument("--out", metavar="DIR", default=f"runs/{command}", help="output folder (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedcond", description="Train on condensed data.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("condense", help="condense a dataset, evaluate the set, compare with coreset baselines")
+    _common(p, "condense")
+    p.add_argument("--baselines", default="", metavar="A,B", help="coreset baselines of the same size: random,herding,k-center")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation protocol")
+    p.set_defaults(handler=cmd_condense)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved synthetic set with the protocol")
+    _common(p, "evaluate")
+    p.add_argument("--synthetic", required=True, metavar="FILE.pt", help="a saved synthetic set")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = sub.add_parser("show", help="write an image grid (PNG) of a saved synthetic set")
+    _common(p, "show")
+    p.add_argument("--synthetic", required=True, metavar="FILE.pt", help="a saved synthetic set")
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("datasets", help="list the datasets and whether they are available here")
+    _common(p, "datasets")
+    p.set_defaults(handler=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from fedcond.config import Config
+
+        config = Config.load(args.config, args.overrides)
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+        handler: Callable[[argparse.Namespace, Any, Path], None] = args.handler
+        handler(args, config, out)
+    except FedcondError as exc:
+        print(f"fedcond: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fedcond: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_condense(args: argparse.Namespace, config: Any, out: Path) -> None:
+    from fedcond.condense import CONDENSE_METHODS, condense
+    from fedcond.data import load_dataset
+    from fedcond.device import resolve_device
+    from fedcond.io import atomic_write_text
+    from fedcond.report import peak_memory_mb, print_table, write_results
+
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
+    coresets = [name for name in CONDENSE_METHODS.names() if name != "matching"]
+    for name in baselines:
+        if name not in coresets:
+            raise ConfigError(f"unknown baseline {name!r}; choose from: {', '.join(coresets)}")
+    checkpoint = out / "checkpoint.pt"
+    if args.resume and not checkpoint.exists():
+        raise ConfigError(f"--resume: no checkpoint in {out}")
+    if not args.resume:
+        checkpoint.unlink(missing_ok=True)
+
+    device = resolve_device(config.device)
+    splits = load_dataset(config.dataset)
+    import yaml
+
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    synthetic = condense(splits.train, config, device=device, checkpoint=checkpoint)
+    synthetic.save(out / "synthetic.pt")
+    synthetic.save_grid(out / "synthetic.png")
+    c = config.condense
+    results: dict[str, Any] = {
+        "dataset": config.dataset.name,
+        "method": c.method,
+        "feature_map": c.feature_map if c.method == "matching" else None,
+        "discrepancy": c.discrepancy if c.method == "matching" else None,
+        "ipc": c.ipc,
+        "iterations": c.iterations if c.method == "matching" else 0,
+        "num_synthetic": len(synthetic),
+        "seed": config.seed,
+        "device": str(device),
+        "condense_seconds": round(synthetic.metadata["timings"]["condense_seconds"], 3),
+        "synthetic_set": "synthetic.pt",
+        "config": config.to_dict(),
+    }
+    rows = []
+    if not args.no_evaluate:
+        evaluations = _evaluate_all(synthetic, splits.test, config, device)
+        results["evaluation"] = evaluations[0].to_dict()
+        results["cross_architecture"] = {e.model: e.to_dict() for e in evaluations[1:]}
+        rows += [[_label(config), e.model, e.accuracy_mean, e.accuracy_std, results["condense_seconds"]] for e in evaluations]
+        results["baselines"] = {}
+        for name in baselines:
+            baseline_config = dataclasses.replace(config, condense=dataclasses.replace(c, method=name))
+            baseline = condense(splits.train, baseline_config, device=device)
+            evaluation = _evaluate_all(baseline, splits.test, config, device)[0]
+            seconds = round(baseline.metadata["timings"]["condense_seconds"], 3)
+            results["baselines"][name] = {**evaluation.to_dict(), "condense_seconds": seconds}
+            rows.append([name, evaluation.model, evaluation.accuracy_mean, evaluation.accuracy_std, seconds])
+    results["peak_memory_mb"] = peak_memory_mb(device)
+    write_results(out, "condense", results)
+    print(f"{config.dataset.name}: {len(synthetic)} images ({c.ipc} per class) in {results['condense_seconds']:.1f} s")
+    if rows:
+        print_table(["method", "model", "acc %", "± std", "seconds"], rows)
+    print(f"wrote {out / 'synthetic.pt'}, {out / 'results.json'}")
+
+
+def cmd_evaluate(args: argparse.Namespace, config: Any, out: Path) -> None:
+    from fedcond.data import load_dataset
+    from fedcond.device import resolve_device
+    from fedcond.report import peak_memory_mb, print_table, write_results
+
+    device = resolve_device(config.device)
+    splits = load_dataset(config.dataset)
+    synthetic = _load_synthetic(args.synthetic, config, splits.test)
+    evaluations = _evaluate_all(synthetic, splits.test, config, device)
+    write_results(
+        out,
+        "evaluate",
+        {
+            "dataset": config.dataset.name,
+            "synthetic_set": str(args.synthetic),
+            "method": synthetic.metadata.get("method"),
+            "discrepancy": synthetic.metadata.get("discrepancy"),
+            "ipc": synthetic.metadata.get("ipc"),
+            "num_synthetic": len(synthetic),
+            "evaluation": evaluations[0].to_dict(),
+            "cross_architecture": {e.model: e.to_dict() for e in evaluations[1:]},
+            "peak_memory_mb": peak_memory_mb(device),
+            "config": config.to_dict(),
+        },
+    )
+    print_table(["model", "runs", "epochs", "acc %", "± std"], [[e.model, e.runs, e.epochs, e.accuracy_mean, e.accuracy_std] for e in evaluations])
+
+
+def cmd_show(args: argparse.Namespace, config: Any, out: Path) -> None:
+    from fedcond.report import write_results
+    from fedcond.synthetic import SyntheticSet
+
+    synthetic = SyntheticSet.load(args.synthetic)
+    image = out / "synthetic.png"
+    synthetic.save_grid(image)
+    counts = synthetic.class_counts().tolist()
+    write_results(
+        out,
+        "show",
+        {
+            "synthetic_set": str(args.synthetic),
+            "image": image.name,
+            "num_synthetic": len(synthetic),
+            "image_shape": list(synthetic.image_shape),
+            "soft_labels": synthetic.is_soft,
+            "class_counts": counts,
+            "metadata": synthetic.metadata,
+        },
+    )
+    print(f"{len(synthetic)} images {tuple(synthetic.image_shape)}, per class {counts}: wrote {image}")
+
+
+def cmd_datasets(args: argparse.Namespace, config: Any, out: Path) -> None:
+    from fedcond.data import DATASETS, dataset_availability
+    from fedcond.report import print_table, write_results
+
+    rows, found = [], {}
+    for name in DATASETS.names():
+        cfg = config.dataset if name == config.dataset.name else dataclasses.replace(config.dataset, name=name, data_root=None)
+        available, detail = dataset_availability(cfg)
+        found[name] = {"available": available, "detail": detail}
+        rows.append([name, "yes" if available else "no", detail])
+    write_results(out, "datasets", {"datasets": found})
+    print_table(["dataset", "available", "where / how to get it"], rows)
+
+
+# ---------------------------------------------------------------------- helpers
+def _evaluate_all(synthetic: Any, test: Any, config: Any, device: Any) -> list[Any]:
+    """The protocol's model first, then every cross-architecture model."""
+    from fedcond.evaluation import evaluate_synthetic
+
+    models = [config.evaluation.model] + [m for m in config.evaluation.cross_models if m != config.evaluation.model]
+    return [evaluate_synthetic(synthetic, test, config, model=m, device=device) for m in models]
+
+
+def _load_synthetic(path: str, config: Any, test: Any) -> Any:
+    from fedcond.synthetic import SyntheticSet
+
+    synthetic = SyntheticSet.load(path, num_classes=test.num_classes, image_shape=tuple(test.images.shape[1:]))
+    source = synthetic.metadata.get("dataset")
+    if source is not None and source != config.dataset.name:
+        raise ConfigError(
+            f"{path} was condensed from {source!r} but the config's dataset is {config.dataset.name!r}; "
+            f"pass --set dataset.name={source}"
+        )
+    return synthetic
+
+
+def _label(config: Any) -> str:
+    c = config.condense
+    return f"{c.feature_map}/{c.discrepancy}" if c.method == "matching" else c.method
+
+
+if __name__ == "__main__":
+    sys.exit(main())

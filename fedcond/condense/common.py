@@ -1,0 +1,63 @@
+"""Pieces every condensation method shares: per-class quotas, seeding, the result's metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fedcond.config import Config
+from fedcond.data.base import ImageDataset
+from fedcond.synthetic import SyntheticSet, default_metadata
+
+
+def class_quotas(per_class: list[torch.Tensor], ipc: int) -> list[int]:
+    """Synthetic images per class: ``ipc``, but never more than the class has real samples.
+
+    A federated client may hold two samples of a class or none; a synthetic set larger than its
+    source would only repeat it, so absent classes get no images at all.
+    """
+    return [min(ipc, len(idx)) for idx in per_class]
+
+
+def iteration_seed(seed: int, iteration: int) -> int:
+    """A seed for one iteration, so any iteration can be replayed (and resumed) on its own."""
+    return (seed * 1_000_003 + iteration * 7_919 + 17) % (2**63 - 1)
+
+
+def select_real(per_class: list[torch.Tensor], quotas: list[int], generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``quotas[c]`` random samples of each class, without replacement, class by class."""
+    chosen = [idx[torch.randperm(len(idx), generator=generator)[:q]] for idx, q in zip(per_class, quotas)]
+    return torch.cat(chosen) if chosen else torch.empty(0, dtype=torch.int64)
+
+
+def build_synthetic_set(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    data: ImageDataset,
+    config: Config,
+    *,
+    seconds: float,
+    **extra: Any,
+) -> SyntheticSet:
+    """Wrap finished tensors with the metadata downstream users rely on."""
+    c = config.condense
+    matching = c.method == "matching"
+    metadata = default_metadata(
+        dataset=data.name,
+        mean=list(data.mean),
+        std=list(data.std),
+        method=c.method,
+        feature_map=c.feature_map,
+        discrepancy=c.discrepancy if matching else None,
+        ipc=c.ipc,
+        seed=config.seed,
+        timings={"condense_seconds": seconds},
+        **extra,
+    )
+    return SyntheticSet(
+        images=images.detach().to("cpu", torch.float32).contiguous(),
+        labels=labels.detach().cpu(),
+        num_classes=data.num_classes,
+        metadata=metadata,
+    )

@@ -1,0 +1,113 @@
+"""Coreset baselines: real samples selected per class, returned as a :class:`SyntheticSet`.
+
+They are the bar a condensed set must clear. Herding and k-center select in the embedding of
+the configured feature map when it produces embeddings (a random ConvNet by default), otherwise
+in that of a random network of ``condense.model``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from fedcond.condense import register_condense_method
+from fedcond.condense.common import build_synthetic_set, class_quotas, select_real
+from fedcond.config import Config
+from fedcond.data.base import ImageDataset
+from fedcond.features import FeatureContext, build_feature_map, feature_kind
+from fedcond.synthetic import SyntheticSet
+
+
+def _embed(data: ImageDataset, config: Config, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    c = config.condense
+    use_configured = feature_kind(c.feature_map) == "embedding"
+    name = c.feature_map if use_configured else "random-embedding"
+    params = c.feature_params if use_configured else {}
+    context = FeatureContext(c.model, data.channels, data.num_classes, data.image_size, device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        feature_map = build_feature_map(name, context, **params)
+        feature_map.refresh()
+        with torch.no_grad():
+            chunks = [
+                feature_map(batch.to(device), labels.to(device), differentiable=False).flatten(1).cpu()
+                for batch, labels in zip(data.images.split(batch_size), data.labels.split(batch_size))
+            ]
+    return torch.cat(chunks)
+
+
+def herding_order(features: torch.Tensor, count: int) -> torch.Tensor:
+    """Greedy herding (Welling 2009, as in iCaRL): each pick keeps the running mean closest to the class mean."""
+    mean = features.mean(0)
+    chosen: list[int] = []
+    running = torch.zeros_like(mean)
+    available = torch.ones(len(features), dtype=torch.bool)
+    for k in range(1, count + 1):
+        candidates = (running.unsqueeze(0) + features) / k
+        distance = (candidates - mean).pow(2).sum(1)
+        distance[~available] = float("inf")
+        pick = int(distance.argmin())
+        chosen.append(pick)
+        available[pick] = False
+        running = running + features[pick]
+    return torch.tensor(chosen, dtype=torch.int64)
+
+
+def k_center_order(features: torch.Tensor, count: int) -> torch.Tensor:
+    """Greedy k-center (Sener & Savarese 2018): start nearest the mean, then always the farthest point."""
+    first = int((features - features.mean(0)).pow(2).sum(1).argmin())
+    chosen = [first]
+    nearest = (features - features[first]).pow(2).sum(1)
+    for _ in range(count - 1):
+        pick = int(nearest.argmax())
+        chosen.append(pick)
+        nearest = torch.minimum(nearest, (features - features[pick]).pow(2).sum(1))
+    return torch.tensor(chosen, dtype=torch.int64)
+
+
+def _select(
+    data: ImageDataset, config: Config, device: torch.device, order: Callable[[torch.Tensor, int], torch.Tensor]
+) -> torch.Tensor:
+    features = _embed(data, config, device)
+    per_class = data.indices_per_class()
+    quotas = class_quotas(per_class, config.condense.ipc)
+    picks = [idx[order(features[idx], q)] for idx, q in zip(per_class, quotas) if q > 0]
+    return torch.cat(picks)
+
+
+def _coreset(data: ImageDataset, config: Config, indices: torch.Tensor, started: float) -> SyntheticSet:
+    return build_synthetic_set(
+        data.images[indices], data.labels[indices], data, config, seconds=time.perf_counter() - started
+    )
+
+
+@register_condense_method("random")
+def random_coreset(
+    data: ImageDataset, config: Config, *, device: torch.device, progress: bool, checkpoint: Path | None
+) -> SyntheticSet:
+    """``ipc`` real samples per class, uniformly at random (the field's random-real baseline)."""
+    started = time.perf_counter()
+    per_class = data.indices_per_class()
+    generator = torch.Generator().manual_seed(config.seed)
+    return _coreset(data, config, select_real(per_class, class_quotas(per_class, config.condense.ipc), generator), started)
+
+
+@register_condense_method("herding")
+def herding_coreset(
+    data: ImageDataset, config: Config, *, device: torch.device, progress: bool, checkpoint: Path | None
+) -> SyntheticSet:
+    """Per class, the samples whose running mean embedding tracks the class mean best."""
+    started = time.perf_counter()
+    return _coreset(data, config, _select(data, config, device, herding_order), started)
+
+
+@register_condense_method("k-center")
+def k_center_coreset(
+    data: ImageDataset, config: Config, *, device: torch.device, progress: bool, checkpoint: Path | None
+) -> SyntheticSet:
+    """Per class, samples that cover the class's embedding (greedy farthest-first traversal)."""
+    started = time.perf_counter()
+    return _coreset(data, config, _select(data, config, device, k_center_order), started)

@@ -1,0 +1,248 @@
+"""Condensation by discrepancy matching: the one loop behind DM, M3D, DC/DSA and their relatives.
+
+Each iteration draws a real batch per class, applies the same DSA parameters to a class's real
+and synthetic images, maps both through the feature map and adds the per-class discrepancies;
+one backward pass and one optimiser step then move the synthetic pixels (and soft labels).
+Every iteration's randomness comes from ``(seed, iteration)``, so runs are reproducible and a
+resumed run continues exactly where the checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from fedcond.augment import apply_dsa, dsa, sample_dsa_params
+from fedcond.condense import register_condense_method
+from fedcond.condense.common import build_synthetic_set, class_quotas, iteration_seed, select_real
+from fedcond.config import Config
+from fedcond.data.base import ImageDataset
+from fedcond.discrepancies import build_discrepancy
+from fedcond.errors import ConfigError
+from fedcond.features import FeatureContext, FeatureMap, Features, build_feature_map
+from fedcond.io import atomic_write_bytes
+from fedcond.synthetic import SyntheticSet
+
+CHECKPOINT_FORMAT = "fedcond.checkpoint/1"
+#: Soft labels start as logits ``scale * one_hot``: a confident but not saturated softmax.
+SOFT_LABEL_INIT_SCALE = 5.0
+#: How many loss values the synthetic set's metadata keeps (evenly spaced over the run).
+LOSS_TRACE_POINTS = 50
+
+
+def _initial_images(
+    data: ImageDataset, per_class: list[torch.Tensor], quotas: list[int], init: str, generator: torch.Generator
+) -> torch.Tensor:
+    if init == "real":
+        return data.images[select_real(per_class, quotas, generator)].clone()
+    shape = (sum(quotas), *data.images.shape[1:])
+    return torch.randn(shape, generator=generator)
+
+
+def _fingerprint(config: Config) -> str:
+    """What must not change between a checkpoint and its resumption (iterations may grow)."""
+    condense = {k: v for k, v in config.to_dict()["condense"].items() if k not in ("iterations", "checkpoint_every")}
+    return json.dumps({"seed": config.seed, "dataset": config.to_dict()["dataset"], "condense": condense}, sort_keys=True)
+
+
+class _Checkpoint:
+    """Resumable state of a matching run, saved atomically and loaded without unpickling objects."""
+
+    def __init__(self, path: Path, config: Config) -> None:
+        self.path, self.fingerprint = path, _fingerprint(config)
+
+    def save(self, state: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint, **state}, buffer)
+        atomic_write_bytes(self.path, buffer.getvalue())
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            ok = isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+        except Exception as exc:
+            raise ConfigError(f"cannot resume from checkpoint {self.path}: {str(exc).splitlines()[0]}") from None
+        if not ok:
+            raise ConfigError(f"cannot resume from checkpoint {self.path}: not a fedcond checkpoint")
+        if state["fingerprint"] != self.fingerprint:
+            raise ConfigError(
+                f"checkpoint {self.path} was made with a different config; delete it or restore that config"
+            )
+        return state
+
+
+@register_condense_method("matching")
+def condense_by_matching(
+    data: ImageDataset, config: Config, *, device: torch.device, progress: bool, checkpoint: Path | None
+) -> SyntheticSet:
+    """Optimise per-class synthetic images against ``condense.discrepancy`` seen through ``condense.feature_map``."""
+    started = time.perf_counter()
+    c = config.condense
+    num_classes = data.num_classes
+    context = FeatureContext(c.model, data.channels, num_classes, data.image_size, device)
+    feature_map = build_feature_map(c.feature_map, context, **c.feature_params)
+    discrepancy = build_discrepancy(c.discrepancy, **c.discrepancy_params)
+
+    per_class = data.indices_per_class()
+    quotas = class_quotas(per_class, c.ipc)
+    classes = [k for k in range(num_classes) if quotas[k] > 0]
+    syn_class = torch.repeat_interleave(torch.arange(num_classes), torch.tensor(quotas)).to(device)
+    images = _initial_images(data, per_class, quotas, c.init, torch.Generator().manual_seed(config.seed))
+    images = images.to(device).requires_grad_(True)
+    parameters = [{"params": [images], "lr": c.lr_images}]
+    label_logits = None
+    if c.soft_labels:
+        label_logits = (SOFT_LABEL_INIT_SCALE * F.one_hot(syn_class, num_classes).float()).requires_grad_(True)
+        parameters.append({"params": [label_logits], "lr": c.lr_labels})
+    if c.optimizer == "sgd":
+        optimizer = torch.optim.SGD(parameters, lr=c.lr_images, momentum=c.momentum)
+    else:
+        optimizer = torch.optim.Adam(parameters, lr=c.lr_images)
+
+    store = _Checkpoint(checkpoint, config) if checkpoint is not None else None
+    start, elapsed_before, loss_trace = 0, 0.0, []
+    saved = store.load() if store is not None else None
+    if saved is not None:
+        with torch.no_grad():
+            images.copy_(saved["images"].to(device))
+            if label_logits is not None:
+                label_logits.copy_(saved["label_logits"].to(device))
+        optimizer.load_state_dict(saved["optimizer"])
+        feature_map.load_state_dict(saved["feature_map"])
+        start, elapsed_before, loss_trace = int(saved["iteration"]), float(saved["elapsed"]), list(saved["loss_trace"])
+        started = time.perf_counter()
+
+    problem = _MatchingProblem(
+        feature_map=feature_map,
+        discrepancy=discrepancy,
+        real_images=data.images.to(device),
+        real_per_class=[per_class[k].to(device) for k in classes],
+        classes=classes,
+        syn_class=syn_class,
+        num_classes=num_classes,
+        batch_real=c.batch_real,
+        dsa_strategy=c.dsa_strategy if c.dsa else None,
+        dsa_mode=c.dsa_mode,
+    )
+    trace_every = max(1, c.iterations // LOSS_TRACE_POINTS)
+    loss_value = float("nan")
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        bar = tqdm(range(start, c.iterations), desc="condense", disable=not progress, initial=start, total=c.iterations)
+        for iteration in bar:
+            seed = iteration_seed(config.seed, iteration)
+            torch.manual_seed(seed)  # fresh networks, sliced-Wasserstein directions, DC's batches
+            generator = torch.Generator().manual_seed(seed)
+            feature_map.refresh()
+            targets = syn_class if label_logits is None else label_logits.softmax(dim=1)
+            loss = problem.loss(images, targets, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            augment = (lambda x: dsa(x, c.dsa_strategy, generator=generator, mode=c.dsa_mode)) if c.dsa else None
+            feature_map.update(images, targets.detach() if label_logits is not None else syn_class, augment)
+            if iteration % trace_every == 0 or iteration == c.iterations - 1:
+                loss_value = float(loss.detach())
+                loss_trace.append([iteration, loss_value])
+                bar.set_postfix(loss=f"{loss_value:.4g}")
+                if not math.isfinite(loss_value):  # checked where the value is read anyway: no extra sync
+                    raise ConfigError(
+                        f"condensation diverged at iteration {iteration} (loss {loss_value}); lower condense.lr_images"
+                    )
+            done = iteration + 1
+            if store is not None and c.checkpoint_every and (done % c.checkpoint_every == 0 or done == c.iterations):
+                store.save(
+                    {
+                        "iteration": done,
+                        "elapsed": elapsed_before + time.perf_counter() - started,
+                        "loss_trace": loss_trace,
+                        "images": images.detach().cpu(),
+                        "label_logits": label_logits.detach().cpu() if label_logits is not None else None,
+                        "optimizer": optimizer.state_dict(),
+                        "feature_map": feature_map.state_dict(),
+                    }
+                )
+        bar.close()
+
+    labels = syn_class if label_logits is None else label_logits.detach().softmax(dim=1)
+    return build_synthetic_set(
+        images,
+        labels,
+        data,
+        config,
+        seconds=elapsed_before + time.perf_counter() - started,
+        iterations=c.iterations,
+        loss_trace=loss_trace,
+    )
+
+
+@dataclass
+class _MatchingProblem:
+    """Everything about one run's matching loss that stays fixed across iterations."""
+
+    feature_map: FeatureMap
+    discrepancy: Callable[[Features, Features], torch.Tensor]
+    real_images: torch.Tensor
+    real_per_class: list[torch.Tensor]  # sample indices of each class that has any
+    classes: list[int]
+    syn_class: torch.Tensor  # class of every synthetic image, grouped by class
+    num_classes: int
+    batch_real: int
+    dsa_strategy: str | None  # None: no augmentation
+    dsa_mode: str
+
+    def __post_init__(self) -> None:
+        counts = torch.bincount(self.syn_class, minlength=self.num_classes).tolist()
+        self.syn_slices = [slice(sum(counts[:k]), sum(counts[: k + 1])) for k in self.classes]
+
+    def loss(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Sum over classes of D(phi(real_c), phi(syn_c)), all classes augmented together."""
+        picks = [
+            idx[torch.randperm(len(idx), generator=generator)[: self.batch_real].to(idx.device)]
+            for idx in self.real_per_class
+        ]
+        real_counts = [len(p) for p in picks]
+        real = self.real_images[torch.cat(picks)]
+        real_class = torch.repeat_interleave(
+            torch.tensor(self.classes, device=real.device), torch.tensor(real_counts, device=real.device)
+        )
+        syn = images
+        if self.dsa_strategy is not None:
+            # One draw per class: a class's real and synthetic batch share it (siamese augmentation).
+            params = sample_dsa_params(
+                self.dsa_strategy,
+                self.num_classes,
+                generator=generator,
+                device=images.device,
+                image_size=(images.shape[2], images.shape[3]),
+                mode=self.dsa_mode,
+            )
+            real = apply_dsa(real, params, real_class)
+            syn = apply_dsa(syn, params, self.syn_class)
+        loss = images.new_zeros(())
+        if self.feature_map.kind == "embedding":
+            # Instance-normalised networks embed each sample on its own: one forward serves all classes.
+            with torch.no_grad():
+                real_features = self.feature_map(real, real_class, differentiable=False).flatten(1)
+            syn_features = self.feature_map(syn, targets, differentiable=True).flatten(1)
+            for r, part in zip(real_features.split(real_counts), self.syn_slices):
+                loss = loss + self.discrepancy(r, syn_features[part])
+            return loss
+        # Gradient features depend on the whole batch: one class at a time, as in DC.
+        for r, rc, part in zip(real.split(real_counts), real_class.split(real_counts), self.syn_slices):
+            real_grads = self.feature_map(r, rc, differentiable=False)
+            syn_grads = self.feature_map(syn[part], targets[part], differentiable=True)
+            loss = loss + self.discrepancy(real_grads, syn_grads)
+        return loss

@@ -1,0 +1,295 @@
+"""One config object, validated once, passed down.
+
+A config is a YAML file whose top-level sections mirror the dataclasses below. Every key is
+checked: an unknown key, a value of the wrong type or out of range, or an unknown component name
+raises :class:`~fedcond.errors.ConfigError` naming the key and the valid choices.
+Command-line overrides use dotted keys: ``--set condense.ipc=10``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from fedcond.errors import ConfigError
+
+
+@dataclass
+class DatasetConfig:
+    """Which dataset, and where its files are."""
+
+    name: str = "digits"
+    #: Folder holding the dataset's files (IDX files, CIFAR batches, an image folder, an .npz file).
+    data_root: str | None = None
+    #: Allow torchvision to download when the files are missing (needs internet).
+    download: bool = False
+    #: Share of samples held out for testing where a dataset has no official split (digits, folders).
+    test_fraction: float = 0.25
+    #: Seed of that fixed stratified split; kept apart from ``seed`` so runs share one test set.
+    split_seed: int = 0
+
+
+@dataclass
+class CondenseConfig:
+    """How the synthetic set is made."""
+
+    #: ``matching`` (optimise against a discrepancy) or a coreset: ``random``, ``herding``, ``k-center``.
+    method: str = "matching"
+    #: Feature map phi (see ``fedcond.features``): ``random-embedding`` (DM, M3D), ``gradients`` (DC/DSA), ...
+    feature_map: str = "random-embedding"
+    #: Discrepancy D (see ``fedcond.discrepancies``): ``mmd-linear``, ``mmd-gaussian``, ...
+    discrepancy: str = "mmd-gaussian"
+    #: Network behind the feature map (and behind herding / k-center features).
+    model: str = "convnet"
+    #: Synthetic images per class.
+    ipc: int = 10
+    #: Optimisation steps over the synthetic pixels.
+    iterations: int = 1000
+    #: ``real`` (random real samples of the class) or ``noise`` (standard normal pixels).
+    init: str = "real"
+    #: ``sgd`` or ``adam`` over the pixels.
+    optimizer: str = "sgd"
+    lr_images: float = 1.0
+    momentum: float = 0.5
+    #: Real images drawn per class per iteration.
+    batch_real: int = 256
+    #: Learn soft labels (``[M, K]`` logits) next to the pixels.
+    soft_labels: bool = False
+    lr_labels: float = 0.01
+    #: Differentiable siamese augmentation, same random parameters for the real and synthetic batch.
+    dsa: bool = True
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    #: ``single``: one operation of the strategy per draw, as the reference code does; ``all``: every one, in order.
+    dsa_mode: str = "single"
+    #: Keyword arguments of the discrepancy (e.g. ``bandwidths`` for ``mmd-gaussian``).
+    discrepancy_params: dict[str, Any] = field(default_factory=dict)
+    #: Keyword arguments of the feature map (e.g. ``inner_steps`` for ``gradients``).
+    feature_params: dict[str, Any] = field(default_factory=dict)
+    #: Save a resumable checkpoint every N iterations (0: never).
+    checkpoint_every: int = 0
+
+
+@dataclass
+class EvaluationConfig:
+    """The field's protocol: fresh networks trained on the synthetic set only."""
+
+    model: str = "convnet"
+    runs: int = 3
+    epochs: int = 300
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    dsa: bool = True
+    #: More architectures to evaluate the same set on (cross-architecture generalisation).
+    cross_models: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    """The whole experiment."""
+
+    seed: int = 0
+    #: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+    device: str = "auto"
+    #: Show progress bars.
+    progress: bool = True
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    condense: CondenseConfig = field(default_factory=CondenseConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "Config":
+        """Build and validate a config from plain data (a parsed YAML document)."""
+        config = _build(cls, data or {}, prefix="")
+        config.validate()
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> "Config":
+        """Read a YAML file (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            path = Path(path)
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+            try:
+                loaded = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            if loaded is not None and not isinstance(loaded, dict):
+                raise ConfigError(f"config {path} must be a mapping of sections, got {type(loaded).__name__}")
+            data = loaded or {}
+        for item in overrides or []:
+            apply_override(data, item)
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check values and names against the registries; raise :class:`ConfigError`."""
+        # Imported here: the registries import torch and models, the config module stays light.
+        from fedcond.augment import DSA_MODES, validate_strategy
+        from fedcond.condense import CONDENSE_METHODS
+        from fedcond.data import DATASETS
+        from fedcond.device import resolve_device
+        from fedcond.discrepancies import DISCREPANCIES
+        from fedcond.features import FEATURE_MAPS
+        from fedcond.models import MODELS
+
+        resolve_device(self.device)
+        DATASETS.get(self.dataset.name)
+        c, e = self.condense, self.evaluation
+        CONDENSE_METHODS.get(c.method)
+        FEATURE_MAPS.get(c.feature_map)
+        DISCREPANCIES.get(c.discrepancy)
+        for name in [c.model, e.model, *e.cross_models]:
+            MODELS.get(name)
+        _check(0 < self.dataset.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
+        _check(c.ipc >= 1, "condense.ipc must be at least 1")
+        _check(c.iterations >= 0, "condense.iterations must be >= 0")
+        _check(c.batch_real >= 1, "condense.batch_real must be at least 1")
+        _check(c.lr_images > 0, "condense.lr_images must be > 0")
+        _check(c.lr_labels > 0, "condense.lr_labels must be > 0")
+        _check(0 <= c.momentum < 1, "condense.momentum must be in [0, 1)")
+        _check(c.checkpoint_every >= 0, "condense.checkpoint_every must be >= 0")
+        _choice("condense.init", c.init, ("real", "noise"))
+        _choice("condense.optimizer", c.optimizer, ("sgd", "adam"))
+        _choice("condense.dsa_mode", c.dsa_mode, DSA_MODES)
+        from fedcond.discrepancies import build_discrepancy, discrepancy_accepts
+        from fedcond.features import check_feature_params, feature_kind
+
+        validate_strategy(c.dsa_strategy)
+        build_discrepancy(c.discrepancy, **c.discrepancy_params)  # checks the parameters
+        check_feature_params(c.feature_map, c.feature_params)
+        kind, accepts = feature_kind(c.feature_map), discrepancy_accepts(c.discrepancy)
+        _check(
+            kind == accepts,
+            f"discrepancy {c.discrepancy!r} compares {accepts} but feature map {c.feature_map!r} "
+            f"produces {kind}; pick a matching pair",
+        )
+        _check(
+            not c.soft_labels or kind == "gradients",
+            "condense.soft_labels needs a feature map whose features depend on the labels (gradients)",
+        )
+        _check(e.runs >= 1, "evaluation.runs must be at least 1")
+        _check(e.epochs >= 1, "evaluation.epochs must be at least 1")
+        _check(e.lr > 0 and e.batch_size >= 1, "evaluation.lr must be > 0 and evaluation.batch_size >= 1")
+        _check(e.weight_decay >= 0 and 0 <= e.momentum < 1, "evaluation.weight_decay >= 0, momentum in [0, 1)")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    _check(value in choices, f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one ``dotted.key=value`` override; the value is parsed as YAML (``10``, ``true``, ``[a, b]``)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like key=value, e.g. condense.ipc=10")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Recursively turn a mapping into dataclass ``cls``, checking keys and types."""
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {_typename(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!r}; valid keys in {where}: {', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value if value is not None else {}, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is list:
+        if not isinstance(value, list):
+            if isinstance(value, str):  # "a,b" from the command line
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            else:
+                raise ConfigError(f"{key} must be a list, got {_typename(value)}")
+        (item_type,) = typing.get_args(hint)
+        return [_coerce(v, item_type, key) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {_typename(value)}")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _typename(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

@@ -1,0 +1,98 @@
+"""The discrepancy registry: register a function by name, look it up, bind its parameters."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from fedcond.discrepancies.params import InvalidParam, coerce, describe
+from fedcond.errors import ConfigError
+from fedcond.registry import Registry
+
+#: An embedding ``[n, d]`` or a list of per-layer parameter gradients.
+Features = torch.Tensor | list[torch.Tensor]
+#: ``fn(real, synthetic, *, <keyword-only params with defaults>) -> scalar tensor``.
+Discrepancy = Callable[..., torch.Tensor]
+D = TypeVar("D", bound=Discrepancy)
+
+FEATURE_KINDS = ("embedding", "gradients")
+DISCREPANCIES: Registry[Discrepancy] = Registry("discrepancy")
+# Kept beside the registry so a registered function stays the plain function it was.
+_ACCEPTS: dict[str, str] = {}
+
+
+def register_discrepancy(name: str, *, accepts: str = "embedding") -> Callable[[D], D]:
+    """Decorator registering ``fn(real, synthetic, *, ...)`` under ``name``.
+
+    ``accepts`` is the feature kind it compares (``"embedding"`` or ``"gradients"``); the config
+    checks it against the feature map's kind. Every keyword-only parameter needs a default, so a
+    config may leave any of them out.
+    """
+    if accepts not in FEATURE_KINDS:
+        raise ValueError(f"discrepancy {name!r}: accepts must be one of {FEATURE_KINDS}, got {accepts!r}")
+
+    def decorator(fn: D) -> D:
+        missing = [p.name for p in _keyword_params(fn) if p.default is inspect.Parameter.empty]
+        if missing:
+            raise ValueError(f"discrepancy {name!r}: keyword-only parameters need defaults: {', '.join(missing)}")
+        DISCREPANCIES.register(name)(fn)
+        _ACCEPTS[name] = accepts
+        return fn
+
+    return decorator
+
+
+def discrepancy_accepts(name: str) -> str:
+    """``"embedding"`` or ``"gradients"``: the feature kind the discrepancy ``name`` compares."""
+    DISCREPANCIES.get(name)  # a ConfigError listing the choices for an unknown name
+    return _ACCEPTS[name]
+
+
+def build_discrepancy(name: str, **params: Any) -> Callable[[Features, Features], torch.Tensor]:
+    """The discrepancy ``name`` with ``params`` bound, checked against its type hints.
+
+    An unknown parameter, or a value of the wrong type or out of range, raises
+    :class:`ConfigError` naming the parameter and what is valid. The result is a
+    :func:`functools.partial`, so it pickles whenever the function does.
+    """
+    fn = DISCREPANCIES.get(name)
+    accepted = {p.name for p in _keyword_params(fn)}
+    hints = typing.get_type_hints(fn, include_extras=True)
+    bound: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in accepted:
+            valid = ", ".join(sorted(accepted)) or "none"
+            raise ConfigError(f"discrepancy {name!r} has no parameter {key!r}; valid: {valid}")
+        if key not in hints:
+            bound[key] = value
+            continue
+        try:
+            bound[key] = coerce(value, hints[key])
+        except InvalidParam:
+            raise ConfigError(
+                f"discrepancy {name!r}: parameter {key!r} must be {describe(hints[key])}; got {value!r}"
+            ) from None
+    return functools.partial(fn, **bound)
+
+
+def check_embeddings(real: Any, synthetic: Any) -> None:
+    """Raise ValueError unless both are ``[n, d]`` tensors with ``n >= 1`` and the same ``d``."""
+    for which, features in (("real", real), ("synthetic", synthetic)):
+        if not isinstance(features, torch.Tensor):
+            raise ValueError(
+                f"{which} features must be an embedding tensor [n, d], got {type(features).__name__} "
+                "(a gradient feature map needs a discrepancy that accepts gradients)"
+            )
+        if features.ndim != 2 or features.shape[0] == 0:
+            raise ValueError(f"{which} features must be [n, d] with n >= 1, got shape {tuple(features.shape)}")
+    if real.shape[1] != synthetic.shape[1]:
+        raise ValueError(f"real and synthetic features differ in width: {real.shape[1]} vs {synthetic.shape[1]}")
+
+
+def _keyword_params(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    return [p for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]

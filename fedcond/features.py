@@ -1,0 +1,279 @@
+"""Feature maps phi: what the discrepancy sees of a batch of images.
+
+A feature map turns a batch ``(x, y)`` of one class into features, either an embedding
+``[n, d]`` or a list of per-layer parameter gradients. The condenser calls :meth:`refresh`
+before every iteration (under that iteration's seed) and :meth:`update` after every step on the
+synthetic images, so methods such as DM (a fresh random network per iteration) and DC (a network
+trained on the synthetic set between steps) are both plain feature maps.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedcond.discrepancies.base import FEATURE_KINDS, Features
+from fedcond.errors import ConfigError
+from fedcond.models import ImageClassifier, build_model
+from fedcond.registry import Registry
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+FEATURE_MAPS: Registry[type["FeatureMap"]] = Registry("feature map")
+
+
+def register_feature_map(name: str) -> Callable[[type["FeatureMap"]], type["FeatureMap"]]:
+    """Class decorator registering a :class:`FeatureMap` subclass under ``name``."""
+
+    def decorator(cls: type[FeatureMap]) -> type[FeatureMap]:
+        if getattr(cls, "kind", None) not in FEATURE_KINDS:
+            raise ValueError(f"feature map {name!r} must set kind to one of {FEATURE_KINDS}")
+        return FEATURE_MAPS.register(name)(cls)
+
+    return decorator
+
+
+def feature_kind(name: str) -> str:
+    """``"embedding"`` or ``"gradients"``: what the feature map called ``name`` produces."""
+    return FEATURE_MAPS.get(name).kind
+
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """What every feature map needs to know about the data and where to run."""
+
+    model: str
+    channels: int
+    num_classes: int
+    image_size: tuple[int, int]
+    device: torch.device
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build_network(self) -> ImageClassifier:
+        """A freshly initialised network (the caller seeds torch's RNG)."""
+        net = build_model(
+            self.model,
+            channels=self.channels,
+            num_classes=self.num_classes,
+            image_size=self.image_size,
+            **self.model_kwargs,
+        )
+        return net.to(self.device)
+
+
+class FeatureMap(abc.ABC):
+    """Base class; subclasses set ``kind`` and implement :meth:`__call__`."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, context: FeatureContext) -> None:
+        self.context = context
+
+    def refresh(self) -> None:
+        """Prepare for the next iteration (e.g. draw a fresh random network)."""
+
+    @abc.abstractmethod
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> Features:
+        """Features of one class's batch; a graph back to ``x`` only when ``differentiable``."""
+
+    def update(self, images: torch.Tensor, labels: torch.Tensor, augment: Augment | None) -> None:
+        """Called after each step on the synthetic set (DC trains its network here)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State that must survive a checkpoint (empty for stateless maps)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+def _frozen(net: nn.Module) -> nn.Module:
+    # Feature networks are never trained by the condenser: no parameter gradients, eval mode.
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def _load_network(context: FeatureContext, weights: str | None, network: nn.Module | None) -> nn.Module:
+    """A given trained network: a module passed in code, or a state dict file from a config."""
+    if network is not None:
+        return _frozen(network.to(context.device))
+    if weights is None:
+        raise ConfigError("this feature map needs a trained network: set condense.feature_params.weights=FILE")
+    net = context.build_network()
+    try:
+        state = torch.load(weights, map_location=context.device, weights_only=True)
+        net.load_state_dict(state)
+    except FileNotFoundError:
+        raise ConfigError(f"feature network weights not found: {weights}") from None
+    except Exception as exc:  # corrupt file, wrong architecture: one line, no traceback
+        raise ConfigError(f"cannot load feature network weights {weights}: {str(exc).splitlines()[0]}") from None
+    return _frozen(net)
+
+
+@register_feature_map("random-embedding")
+class RandomEmbedding(FeatureMap):
+    """DM / M3D: the embedding of a freshly initialised random network, a new one every iteration."""
+
+    kind = "embedding"
+
+    def __init__(self, context: FeatureContext) -> None:
+        super().__init__(context)
+        self.net: ImageClassifier | None = None
+
+    def refresh(self) -> None:
+        self.net = _frozen(self.context.build_network())
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
+        if self.net is None:
+            self.refresh()
+        with torch.set_grad_enabled(differentiable):
+            return self.net.embed(x)
+
+
+@register_feature_map("trained-embedding")
+class TrainedEmbedding(FeatureMap):
+    """The embedding of one given trained network (e.g. the current global model in FedDM)."""
+
+    kind = "embedding"
+
+    def __init__(self, context: FeatureContext, *, weights: str | None = None, network: nn.Module | None = None) -> None:
+        super().__init__(context)
+        self.net = _load_network(context, weights, network)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
+        with torch.set_grad_enabled(differentiable):
+            return self.net.embed(x)
+
+
+@register_feature_map("logits")
+class Logits(FeatureMap):
+    """The logits of a network: a given trained one, or a fresh random one every iteration."""
+
+    kind = "embedding"
+
+    def __init__(self, context: FeatureContext, *, weights: str | None = None, network: nn.Module | None = None) -> None:
+        super().__init__(context)
+        self.fixed = weights is not None or network is not None
+        self.net = _load_network(context, weights, network) if self.fixed else None
+
+    def refresh(self) -> None:
+        if not self.fixed:
+            self.net = _frozen(self.context.build_network())
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
+        if self.net is None:
+            self.refresh()
+        with torch.set_grad_enabled(differentiable):
+            return self.net(x)
+
+
+@register_feature_map("pixels")
+class Pixels(FeatureMap):
+    """The flattened images themselves: matching in input space, no network."""
+
+    kind = "embedding"
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
+        return x.flatten(1)
+
+
+@register_feature_map("gradients")
+class Gradients(FeatureMap):
+    """DC / DSA: per-class loss gradients w.r.t. the parameters of a network being trained.
+
+    A fresh network is drawn every ``outer_loop`` iterations; between iterations it is trained on
+    the current synthetic set for ``inner_steps`` SGD steps, so the synthetic set is matched along
+    the network's training trajectory.
+    """
+
+    kind = "gradients"
+
+    def __init__(
+        self,
+        context: FeatureContext,
+        *,
+        outer_loop: int = 10,
+        inner_steps: int = 50,
+        lr_net: float = 0.01,
+        batch_train: int = 256,
+    ) -> None:
+        super().__init__(context)
+        if outer_loop < 1 or inner_steps < 0 or lr_net <= 0 or batch_train < 1:
+            raise ConfigError("gradients feature map: outer_loop >= 1, inner_steps >= 0, lr_net > 0, batch_train >= 1")
+        self.outer_loop, self.inner_steps, self.lr_net, self.batch_train = outer_loop, inner_steps, lr_net, batch_train
+        self.calls = 0
+        self.net: ImageClassifier | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def refresh(self) -> None:
+        if self.net is None or self.calls % self.outer_loop == 0:
+            self.net = self.context.build_network()
+            self.net.train()
+            self.optimizer = torch.optim.SGD(self.net.parameters(), lr=self.lr_net)
+        self.calls += 1
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> list[torch.Tensor]:
+        if self.net is None:
+            self.refresh()
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        loss = F.cross_entropy(self.net(x), y)
+        grads = torch.autograd.grad(loss, params, create_graph=differentiable)
+        return list(grads) if differentiable else [g.detach() for g in grads]
+
+    def update(self, images: torch.Tensor, labels: torch.Tensor, augment: Augment | None) -> None:
+        if self.calls % self.outer_loop == 0:
+            return  # the network is replaced before the next iteration: training it is wasted work
+        images, labels = images.detach(), labels.detach()
+        for _ in range(self.inner_steps):
+            idx = torch.randperm(len(images), device=images.device)[: self.batch_train]
+            x = images[idx] if augment is None else augment(images[idx])
+            loss = F.cross_entropy(self.net(x), labels[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.net is None:
+            return {"calls": self.calls}
+        return {"calls": self.calls, "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.calls = int(state["calls"])
+        if "net" in state:
+            self.net = self.context.build_network()
+            self.net.train()
+            self.net.load_state_dict(state["net"])
+            self.optimizer = torch.optim.SGD(self.net.parameters(), lr=self.lr_net)
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def check_feature_params(name: str, params: dict[str, Any]) -> None:
+    """Raise :class:`ConfigError` when ``params`` holds a name the feature map doesn't take."""
+    init = inspect.signature(FEATURE_MAPS.get(name).__init__).parameters.values()
+    accepted = [p.name for p in init if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "network"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"feature map {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(accepted) or 'none'}"
+        )
+
+
+def build_feature_map(name: str, context: FeatureContext, **params: Any) -> FeatureMap:
+    """Instantiate the feature map ``name``; unknown params raise :class:`ConfigError`.
+
+    ``network=`` (a trained module, for code rather than configs) is accepted where the map takes one.
+    """
+    check_feature_params(name, {k: v for k, v in params.items() if k != "network"})
+    try:
+        return FEATURE_MAPS.get(name)(context, **params)
+    except TypeError as exc:
+        raise ConfigError(f"feature map {name!r}: {exc}") from None

@@ -1,0 +1,66 @@
+"""The classifier interface every network implements, and the registry that builds them by name."""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from fedcond.errors import ConfigError
+from fedcond.registry import Registry
+
+
+class ImageClassifier(nn.Module, abc.ABC):
+    """A network split into a feature embedding and a linear classifier on top of it.
+
+    Distribution-matching methods compare :meth:`embed` outputs, gradient-matching methods the
+    gradients of the whole network, so both parts must be reachable separately.
+    """
+
+    #: Width ``D`` of :meth:`embed`'s output.
+    embed_dim: int
+    classifier: nn.Linear
+
+    @abc.abstractmethod
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``[N, D]`` of images ``[N, C, H, W]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]``."""
+        return self.classifier(self.embed(x))
+
+
+ModelFactory = Callable[..., ImageClassifier]
+
+MODELS: Registry[ModelFactory] = Registry("model")
+register_model = MODELS.register
+
+# Arguments every factory receives from build_model itself; the rest are the model's options.
+_COMMON_ARGS = ("channels", "num_classes", "image_size")
+
+
+def build_model(
+    name: str, *, channels: int, num_classes: int, image_size: tuple[int, int], **kwargs: object
+) -> ImageClassifier:
+    """A freshly initialised network ``name`` for ``channels``-channel images of ``image_size``.
+
+    ``kwargs`` are the model's options (e.g. ``width`` for ``convnet``); they usually come from a
+    config file, so an unknown option is a :class:`ConfigError` rather than a ``TypeError``.
+    """
+    factory = MODELS.get(name)
+    if channels < 1 or num_classes < 1:
+        raise ConfigError(f"model {name!r} needs channels >= 1 and num_classes >= 1")
+    height, width = image_size
+    if height < 1 or width < 1:
+        raise ConfigError(f"model {name!r} needs a positive image size, got {tuple(image_size)}")
+    parameters = inspect.signature(factory).parameters.values()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    options = [p.name for p in parameters if p.kind in named and p.name not in _COMMON_ARGS]
+    unknown = sorted(set(kwargs) - set(options))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
+        allowed = ", ".join(options) or "none"
+        raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}; options: {allowed}")
+    return factory(channels=channels, num_classes=num_classes, image_size=(height, width), **kwargs)

@@ -1,0 +1,204 @@
+"""Benchmark: condensed sets (mmd-linear = DM, mmd-gaussian = M3D-style) against random and herding
+coresets of the same size, over several seeds, on digits (ipc 1 and 10) and, when it is installed,
+Fashion-MNIST (ipc 10 under the CPU budget set in its config).
+
+    python -m simulations.benchmark_condense --out runs/benchmark-condense --update-readme README.md
+
+Writes ``OUT/results.json`` (every seed's accuracy and timing) and prints the table; with
+``--update-readme`` it replaces the table between the README's benchmark markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedcond import Config, condense, evaluate_synthetic, load_dataset
+from fedcond.data import dataset_availability
+from fedcond.device import resolve_device
+from fedcond.errors import FedcondError
+from fedcond.io import atomic_write_json, atomic_write_text
+from fedcond.report import format_table, peak_memory_mb
+
+ROOT = Path(__file__).resolve().parents[1]
+README_START = "<!-- benchmark-condense:start -->"
+README_END = "<!-- benchmark-condense:end -->"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One dataset at some sizes, starting from a shipped config."""
+
+    config: str
+    ipcs: tuple[int, ...]
+    overrides: tuple[str, ...] = ()
+
+
+EXPERIMENTS = (
+    Experiment("configs/default.yaml", (1, 10)),
+    Experiment("configs/fashion-mnist-ipc10.yaml", (10,)),
+)
+DISCREPANCIES = ("mmd-linear", "mmd-gaussian")
+BASELINES = ("random", "herding")
+QUICK = ("condense.iterations=5", "evaluation.epochs=5", "evaluation.runs=1", "condense.batch_real=32")
+
+
+def _variants(config: Config, ipc: int) -> list[tuple[str, Config]]:
+    """The condensed methods and the baselines, all at ``ipc`` images per class."""
+    c = dataclasses.replace(config.condense, ipc=ipc)
+    out = [(d, dataclasses.replace(config, condense=dataclasses.replace(c, discrepancy=d))) for d in DISCREPANCIES]
+    out += [(b, dataclasses.replace(config, condense=dataclasses.replace(c, method=b))) for b in BASELINES]
+    return out
+
+
+def run(seeds: list[int], quick: bool, progress: bool) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for experiment in EXPERIMENTS:
+        overrides = [*experiment.overrides, f"progress={str(progress).lower()}", *(QUICK if quick else ())]
+        base = Config.load(ROOT / experiment.config, overrides)
+        available, detail = dataset_availability(base.dataset)
+        if not available:
+            skipped[base.dataset.name] = detail
+            print(f"skipping {base.dataset.name}: {detail}", file=sys.stderr)
+            continue
+        splits = load_dataset(base.dataset)
+        device = resolve_device(base.device)
+        for ipc in experiment.ipcs:
+            for label, variant in _variants(base, ipc):
+                per_seed = []
+                for seed in seeds:
+                    config = dataclasses.replace(variant, seed=seed)
+                    synthetic = condense(splits.train, config, device=device)
+                    evaluation = evaluate_synthetic(synthetic, splits.test, config, device=device)
+                    per_seed.append(
+                        {
+                            "seed": seed,
+                            "accuracy_mean": evaluation.accuracy_mean,
+                            "accuracies": evaluation.accuracies,
+                            "condense_seconds": round(synthetic.metadata["timings"]["condense_seconds"], 2),
+                            "evaluate_seconds": evaluation.seconds,
+                        }
+                    )
+                    print(f"{base.dataset.name} ipc={ipc} {label} seed={seed}: {evaluation.accuracy_mean:.2f}%", flush=True)
+                accuracies = [s["accuracy_mean"] for s in per_seed]
+                rows.append(
+                    {
+                        "dataset": base.dataset.name,
+                        "ipc": ipc,
+                        "method": label,
+                        "iterations": variant.condense.iterations if variant.condense.method == "matching" else 0,
+                        "accuracy_mean": round(float(np.mean(accuracies)), 2),
+                        "accuracy_std": round(float(np.std(accuracies)), 2),
+                        "condense_seconds_mean": round(float(np.mean([s["condense_seconds"] for s in per_seed])), 2),
+                        "eval_runs_per_seed": variant.evaluation.runs,
+                        "eval_epochs": variant.evaluation.epochs,
+                        "seeds": per_seed,
+                    }
+                )
+    return {
+        "benchmark": "condense",
+        "date": dt.date.today().isoformat(),
+        "machine": _machine(),
+        "seeds": seeds,
+        "quick": quick,
+        "rows": rows,
+        "skipped": skipped,
+        "peak_memory_mb": peak_memory_mb(),
+    }
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown table: accuracy mean ± std over seeds (each seed's value: mean over its eval runs)."""
+    lines = [
+        "| dataset | ipc | method | iterations | accuracy % (mean ± std over seeds) | condense s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['dataset']} | {r['ipc']} | {r['method']} | {r['iterations'] or '-'} | "
+            f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f} | {r['condense_seconds_mean']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise FedcondError(f"{path} has no {README_START} ... {README_END} markers")
+    m = results["machine"]
+    seeds = results["seeds"]
+    block = "\n".join(
+        [
+            README_START,
+            f"Measured {results['date']} on {m['cores']} CPU threads ({m['cpu']}, torch {m['torch']}, {m['device']}), "
+            f"seeds {', '.join(map(str, seeds))}; peak RSS {results['peak_memory_mb']:.0f} MB. Command:",
+            "",
+            "```",
+            command,
+            "```",
+            "",
+            table(results),
+            *(f"\n{name} skipped: {why}" for name, why in results["skipped"].items()),
+            README_END,
+        ]
+    )
+    before, rest = text.split(README_START, 1)
+    _, after = rest.split(README_END, 1)
+    atomic_write_text(path, before + block + after)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/benchmark-condense", help="output folder")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: checks the script, measures nothing")
+    parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    args = parser.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        print(f"benchmark: error: --seeds must be integers, got {args.seeds!r}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        results = run(seeds, args.quick, args.progress)
+        results["total_seconds"] = round(time.perf_counter() - started, 1)
+        atomic_write_json(out / "results.json", results)
+        print(table(results))
+        if args.update_readme:
+            command = "python -m simulations.benchmark_condense " + " ".join(
+                a for a in (argv if argv is not None else sys.argv[1:])
+            )
+            update_readme(Path(args.update_readme), results, command.strip())
+    except FedcondError as exc:
+        print(f"benchmark: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The command line: outputs, the results.json schema, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fedcond.cli import main
+
+FAST = [
+    "--set", "progress=false",
+    "--set", "device=cpu",
+    "--set", "condense.ipc=2",
+    "--set", "condense.iterations=3",
+    "--set", "condense.batch_real=16",
+    "--set", "evaluation.runs=2",
+    "--set", "evaluation.epochs=3",
+]  # fmt: skip
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_condense_writes_set_results_and_baselines(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["condense", *FAST, "--baselines", "random,herding", "--out", str(out)]) == 0
+    assert (out / "synthetic.pt").exists() and (out / "synthetic.png").exists()
+    results = json.loads((out / "results.json").read_text())
+    for key in ("dataset", "method", "discrepancy", "ipc", "iterations", "condense_seconds", "peak_memory_mb"):
+        assert key in results
+    assert results["command"] == "condense"
+    assert results["dataset"] == "digits" and results["ipc"] == 2 and results["iterations"] == 3
+    assert results["peak_memory_mb"] > 0
+    evaluation = results["evaluation"]
+    assert evaluation["model"] == "convnet" and evaluation["runs"] == 2 and evaluation["epochs"] == 3
+    assert 0 <= evaluation["accuracy_mean"] <= 100
+    assert set(results["baselines"]) == {"random", "herding"}
+    for baseline in results["baselines"].values():
+        assert {"accuracy_mean", "accuracy_std"} <= set(baseline)
+    assert "acc %" in capsys.readouterr().out
+
+
+def test_evaluate_and_show_a_saved_set(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["condense", *FAST, "--no-evaluate", "--out", str(out)]) == 0
+    assert "evaluation" not in json.loads((out / "results.json").read_text())
+    evaluated = tmp_path / "eval"
+    args = ["evaluate", *FAST, "--set", "evaluation.cross_models=[mlp]", "--synthetic", str(out / "synthetic.pt")]
+    assert main([*args, "--out", str(evaluated)]) == 0
+    results = json.loads((evaluated / "results.json").read_text())
+    assert results["evaluation"]["model"] == "convnet"
+    assert set(results["cross_architecture"]) == {"mlp"}
+    shown = tmp_path / "show"
+    assert main(["show", "--synthetic", str(out / "synthetic.pt"), "--out", str(shown)]) == 0
+    assert (shown / "synthetic.png").stat().st_size > 0
+    assert json.loads((shown / "results.json").read_text())["class_counts"] == [2] * 10
+
+
+def test_datasets_lists_digits(tmp_path, capsys) -> None:
+    assert main(["datasets", "--out", str(tmp_path)]) == 0
+    listing = json.loads((tmp_path / "results.json").read_text())["datasets"]
+    assert listing["digits"]["available"] is True
+    assert {"fashion-mnist", "mnist", "cifar10", "npz", "image-folder"} <= set(listing)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["condense", "--set", "condense.ipcc=3"], "unknown config key condense.'ipcc'"),
+        (["condense", "--set", "condense.discrepancy=mmd-gausian"], "choose from:"),
+        (["condense", "--set", "condense.ipc=-1"], "condense.ipc must be at least 1"),
+        (["condense", "--baselines", "random,best"], "unknown baseline 'best'"),
+        (["condense", "--resume"], "no checkpoint"),
+        (["condense", "--set", "dataset.name=fashion-mnist", "--set", "dataset.data_root=/nonexistent"], "fashion-mnist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, fragment) -> None:
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert fragment in _error_line(capsys)
+
+
+def test_hostile_synthetic_file(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(os.urandom(200))
+    assert main(["evaluate", "--synthetic", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "bad.pt" in _error_line(capsys)
+    assert main(["show", "--synthetic", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
+    _error_line(capsys)
+
+
+def test_a_failing_command_keeps_earlier_results(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["condense", *FAST, "--no-evaluate", "--out", str(out)]) == 0
+    before = (out / "results.json").read_text()
+    assert main(["condense", "--set", "condense.ipc=0", "--out", str(out)]) == 2
+    assert (out / "results.json").read_text() == before
+
+
+def test_console_script_exit_status(tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedcond.cli", "condense", "--set", "condense.method=magic", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("fedcond: error: unknown condense method 'magic'")
+    assert len(proc.stderr.strip().splitlines()) == 1
