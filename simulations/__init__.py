@@ -1,0 +1,1 @@
+"""Runnable benchmarks and simulations; each writes results.json."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import os
 import platform
 import sys
 import time
@@ -121,7 +122,8 @@ def run(seeds: list[int], quick: bool, progress: bool) -> dict[str, Any]:
 def _machine() -> dict[str, Any]:
     return {
         "cpu": platform.processor() or platform.machine(),
-        "cores": torch.get_num_threads(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
@@ -151,7 +153,7 @@ def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
     block = "\n".join(
         [
             README_START,
-            f"Measured {results['date']} on {m['cores']} CPU threads ({m['cpu']}, torch {m['torch']}, {m['device']}), "
+            f"Measured {results['date']} on {m['cores']} cores ({m['cpu']}, torch {m['torch']}, {m['device']}), "
             f"seeds {', '.join(map(str, seeds))}; peak RSS {results['peak_memory_mb']:.0f} MB. Command:",
             "",
             "```",

@@ -1,0 +1,1 @@
+"""Flower server strategies that consume synthetic sets (FedCondense and its relatives)."""

@@ -125,8 +125,17 @@ def test_mmd_gaussian_fixed_scale_matches_a_hand_computed_kernel() -> None:
         return sum(torch.exp(-squared / (2 * b * 0.7)) for b in (1.0, 3.0)).mean()
 
     expected = kernel_mean(real, real) + kernel_mean(synthetic, synthetic) - 2 * kernel_mean(real, synthetic)
-    value = mmd_gaussian(real, synthetic, bandwidths=(1.0, 3.0), scale=0.7)
+    value = mmd_gaussian(real, synthetic, bandwidths=(1.0, 3.0), scale=0.7, normalize=False)
     assert value.item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_normalized_mmd_gaussian_tends_to_linear_mmd_for_wide_kernels() -> None:
+    real, synthetic = torch.randn(40, 6, dtype=torch.float64), torch.randn(9, 6, dtype=torch.float64) + 0.3
+    wide = mmd_gaussian(real, synthetic, bandwidths=(1e6,), scale=1.0)
+    assert wide.item() == pytest.approx(mmd_linear(real, synthetic).item(), rel=1e-4)
+    raw = mmd_gaussian(real, synthetic, bandwidths=(2.0, 5.0), scale=0.7, normalize=False)
+    normalized = mmd_gaussian(real, synthetic, bandwidths=(2.0, 5.0), scale=0.7)
+    assert 2.0 * 0.7 * raw.item() < normalized.item() < 5.0 * 0.7 * raw.item()
 
 
 def test_mmd_gaussian_median_scale_is_the_median_pair_distance() -> None:
@@ -312,7 +321,7 @@ def test_unknown_names_raise_config_error_listing_the_choices() -> None:
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("mmd-gaussian", {"bandwidth": [1.0]}, "'bandwidth'.*valid: bandwidths, scale"),
+        ("mmd-gaussian", {"bandwidth": [1.0]}, "'bandwidth'.*valid: bandwidths, normalize, scale"),
         ("mmd-linear", {"scale": 1.0}, "'scale'.*valid: none"),
         ("mmd-gaussian", {"bandwidths": [1.0, -2.0]}, "'bandwidths' must be .*> 0"),
         ("mmd-gaussian", {"bandwidths": []}, "'bandwidths' must be a non-empty list"),

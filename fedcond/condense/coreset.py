@@ -21,7 +21,7 @@ from fedcond.features import FeatureContext, build_feature_map, feature_kind
 from fedcond.synthetic import SyntheticSet
 
 
-def _embed(data: ImageDataset, config: Config, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+def _embed(data: ImageDataset, config: Config, device: torch.device, batch_size: int = 512) -> torch.Tensor:
     c = config.condense
     use_configured = feature_kind(c.feature_map) == "embedding"
     name = c.feature_map if use_configured else "random-embedding"

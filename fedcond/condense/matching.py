@@ -38,6 +38,8 @@ CHECKPOINT_FORMAT = "fedcond.checkpoint/1"
 SOFT_LABEL_INIT_SCALE = 5.0
 #: How many loss values the synthetic set's metadata keeps (evenly spaced over the run).
 LOSS_TRACE_POINTS = 50
+#: Real images embedded per forward pass (bounds peak memory; throughput is flat beyond this on CPU).
+EMBED_CHUNK = 512
 
 
 def _initial_images(
@@ -140,7 +142,7 @@ def condense_by_matching(
     loss_value = float("nan")
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        bar = tqdm(range(start, c.iterations), desc="condense", disable=not progress, initial=start, total=c.iterations)
+        bar = tqdm(range(start, c.iterations), desc="condense", disable=None if progress else True, initial=start, total=c.iterations)
         for iteration in bar:
             seed = iteration_seed(config.seed, iteration)
             torch.manual_seed(seed)  # fresh networks, sliced-Wasserstein directions, DC's batches
@@ -234,8 +236,13 @@ class _MatchingProblem:
         loss = images.new_zeros(())
         if self.feature_map.kind == "embedding":
             # Instance-normalised networks embed each sample on its own: one forward serves all classes.
-            with torch.no_grad():
-                real_features = self.feature_map(real, real_class, differentiable=False).flatten(1)
+            with torch.no_grad():  # in chunks: activations of thousands of real images cost GBs
+                real_features = torch.cat(
+                    [
+                        self.feature_map(x, y, differentiable=False).flatten(1)
+                        for x, y in zip(real.split(EMBED_CHUNK), real_class.split(EMBED_CHUNK))
+                    ]
+                )
             syn_features = self.feature_map(syn, targets, differentiable=True).flatten(1)
             for r, part in zip(real_features.split(real_counts), self.syn_slices):
                 loss = loss + self.discrepancy(r, syn_features[part])

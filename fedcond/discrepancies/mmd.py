@@ -25,6 +25,7 @@ def mmd_gaussian(
     *,
     bandwidths: Sequence[Annotated[float, Positive]] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
     scale: Literal["median"] | Annotated[float, Positive] = "median",
+    normalize: bool = True,
 ) -> torch.Tensor:
     """MMD² with a sum of Gaussian kernels, the biased (V-statistic) estimate.
 
@@ -36,6 +37,12 @@ def mmd_gaussian(
     The estimate ``mean K_rr + mean K_ss - 2 mean K_rs`` is 0 for identical sets and >= 0 up
     to rounding. The wide default range keeps a pull on synthetic points far from the real
     ones, where the narrow kernels' gradients vanish.
+
+    With ``normalize`` (the default) each bandwidth's term is multiplied by its (detached)
+    sigma² ``b * s``. A Gaussian kernel's MMD² shrinks like ``||mean_r - mean_s||² / sigma²``
+    as sigma grows, so unscaled its gradients depend on the embedding's scale (tiny for the
+    wide kernels of a high-dimensional embedding); scaled, every term tends to the linear MMD
+    for wide kernels and one pixel learning rate suits both ``mmd-linear`` and ``mmd-gaussian``.
     """
     check_embeddings(real, synthetic)
     # Distances do not change under a shift; centring shrinks the norms in
@@ -54,7 +61,8 @@ def mmd_gaussian(
         k_rr = torch.exp(-d_rr / denominator).mean()
         k_ss = torch.exp(-d_ss / denominator).mean()
         k_rs = torch.exp(-d_rs / denominator).mean()
-        total = total + k_rr + k_ss - 2.0 * k_rs
+        # s is already detached (median) or a constant, so the weight carries no gradient.
+        total = total + (k_rr + k_ss - 2.0 * k_rs) * (multiplier * s if normalize else 1.0)
     return total
 
 
