@@ -36,6 +36,8 @@ _RECORD_KEYS = frozenset({"images", "labels"})
 #: Wire dtypes: images are float32; labels are int64 (hard) or float32 (soft).
 _IMAGE_WIRE_DTYPES = ("float32",)
 _LABEL_WIRE_DTYPES = ("int64", "float32")
+#: Grid cells are enlarged (nearest neighbour) to at least this many pixels on their longer side.
+GRID_MIN_CELL = 32
 #: How far a soft-label row may sum from 1.
 _SOFT_LABEL_TOLERANCE = 1e-3
 _MAX_METADATA_DEPTH = 32
@@ -438,10 +440,14 @@ class SyntheticSet:
             shift = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
             images = images * scale + shift
         images = images.clamp(0.0, 1.0)
+        # Small images (8x8 digits) are enlarged, pixel for pixel, so the grid can be looked at.
+        zoom = max(1, math.ceil(GRID_MIN_CELL / max(self.image_shape[1:])))
+        if zoom > 1:
+            images = torch.nn.functional.interpolate(images, scale_factor=zoom, mode="nearest")
         labels = self.hard_labels.cpu()
         rows = [images[labels == label][:max_per_class] for label in range(self.num_classes)]
         columns = max(len(row) for row in rows)
-        cells = torch.ones((self.num_classes * columns, *self.image_shape))
+        cells = torch.ones((self.num_classes * columns, *images.shape[1:]))
         for index, row in enumerate(rows):
             cells[index * columns : index * columns + len(row)] = row
         grid = make_grid(cells, nrow=columns, padding=2, pad_value=1.0)

@@ -718,13 +718,13 @@ def test_save_grid_size(tmp_path: Path) -> None:
     synthetic.save_grid(path)
     with Image.open(path) as image:
         assert image.format == "PNG"
-        assert image.size == (6 * (12 + 2) + 2, 3 * (10 + 2) + 2)
+        assert image.size == (6 * (36 + 2) + 2, 3 * (30 + 2) + 2)  # enlarged x3 to >= 32 px
     synthetic.save_grid(path, max_per_class=3)
     with Image.open(path) as image:
-        assert image.size == (3 * (12 + 2) + 2, 3 * (10 + 2) + 2)
+        assert image.size == (3 * (36 + 2) + 2, 3 * (30 + 2) + 2)
     make_set(soft=True, num_classes=4, per_class=1, shape=(1, 5, 5)).save_grid(path)
     with Image.open(path) as image:
-        assert image.size == (1 * (5 + 2) + 2, 4 * (5 + 2) + 2)
+        assert image.size == (1 * (35 + 2) + 2, 4 * (35 + 2) + 2)  # x7
     with pytest.raises(ValueError, match="max_per_class must be positive"):
         synthetic.save_grid(path, max_per_class=0)
     assert sorted(os.listdir(tmp_path)) == ["grid.png"]
@@ -741,9 +741,9 @@ def test_save_grid_denormalises_and_clips(tmp_path: Path) -> None:
     synthetic.save_grid(path)
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("L"))
-    assert pixels.shape == (2 * (4 + 2) + 2, 4 + 2 + 2)
+    assert pixels.shape == (2 * (32 + 2) + 2, 32 + 2 + 2)  # 4x4 cells enlarged x8
     assert pixels[3, 3] == 128  # 0 * 0.25 + 0.5
-    assert pixels[9, 3] == 255  # 10 * 0.25 + 0.5, clipped to 1
+    assert pixels[40, 3] == 255  # 10 * 0.25 + 0.5, clipped to 1
     synthetic.metadata["std"] = [0.25, 0.25]
     with rejects("mean and std must both be lists of 1 numbers"):
         synthetic.save_grid(path)

@@ -1,0 +1,45 @@
+"""The condensation benchmark's reporting: its table lands between the README markers."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedcond.errors import FedcondError
+from simulations.benchmark_condense import README_END, README_START, table, update_readme
+
+RESULTS = {
+    "date": "2026-01-01",
+    "machine": {"cores": 2, "cpu": "x86_64", "torch": "2.x", "device": "cpu"},
+    "seeds": [0, 1, 2],
+    "peak_memory_mb": 812.0,
+    "skipped": {"fashion-mnist": "not installed"},
+    "rows": [
+        {"dataset": "digits", "ipc": 1, "method": "mmd-linear", "iterations": 300, "accuracy_mean": 83.11,
+         "accuracy_std": 0.67, "condense_seconds_mean": 54.2},
+        {"dataset": "digits", "ipc": 1, "method": "random", "iterations": 0, "accuracy_mean": 62.0,
+         "accuracy_std": 2.2, "condense_seconds_mean": 0.0},
+    ],
+}  # fmt: skip
+
+
+def test_table_rows() -> None:
+    lines = table(RESULTS).splitlines()
+    assert lines[2] == "| digits | 1 | mmd-linear | 300 | 83.1 ± 0.7 | 54.2 |"
+    assert lines[3] == "| digits | 1 | random | - | 62.0 ± 2.2 | 0.0 |"
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\n{README_START}\nold\n{README_END}\n\n## after\n")
+    update_readme(readme, RESULTS, "python -m simulations.benchmark_condense")
+    text = readme.read_text()
+    assert text.startswith("# title\n") and text.endswith("\n## after\n")
+    assert "old" not in text and "83.1 ± 0.7" in text and "fashion-mnist skipped: not installed" in text
+    assert "python -m simulations.benchmark_condense" in text
+
+
+def test_update_readme_needs_markers(tmp_path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    with pytest.raises(FedcondError, match="markers"):
+        update_readme(readme, RESULTS, "cmd")
