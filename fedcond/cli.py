@@ -12,9 +12,17 @@ import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fedcond.config import Config
 from fedcond.errors import ConfigError, FedcondError
+
+if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
+    import torch
+
+    from fedcond.data import ImageDataset
+    from fedcond.evaluation import EvaluationResult
+    from fedcond.synthetic import SyntheticSet
 
 EXIT_USAGE = 2
 
@@ -62,15 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from fedcond.config import Config
-
         config = Config.load(args.config, args.overrides)
         out = Path(args.out)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-        handler: Callable[[argparse.Namespace, Any, Path], None] = args.handler
+        handler: Callable[[argparse.Namespace, Config, Path], None] = args.handler
         handler(args, config, out)
     except FedcondError as exc:
         print(f"fedcond: error: {exc}", file=sys.stderr)
@@ -82,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------- commands
-def cmd_condense(args: argparse.Namespace, config: Any, out: Path) -> None:
+def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
+    import yaml
+
     from fedcond.condense import CONDENSE_METHODS, condense
     from fedcond.data import load_dataset
     from fedcond.device import resolve_device
@@ -102,8 +110,6 @@ def cmd_condense(args: argparse.Namespace, config: Any, out: Path) -> None:
 
     device = resolve_device(config.device)
     splits = load_dataset(config.dataset)
-    import yaml
-
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     synthetic = condense(splits.train, config, device=device, checkpoint=checkpoint)
     synthetic.save(out / "synthetic.pt")
@@ -145,7 +151,7 @@ def cmd_condense(args: argparse.Namespace, config: Any, out: Path) -> None:
     print(f"wrote {out / 'synthetic.pt'}, {out / 'results.json'}")
 
 
-def cmd_evaluate(args: argparse.Namespace, config: Any, out: Path) -> None:
+def cmd_evaluate(args: argparse.Namespace, config: Config, out: Path) -> None:
     from fedcond.data import load_dataset
     from fedcond.device import resolve_device
     from fedcond.report import peak_memory_mb, print_table, write_results
@@ -173,7 +179,7 @@ def cmd_evaluate(args: argparse.Namespace, config: Any, out: Path) -> None:
     print_table(["model", "runs", "epochs", "acc %", "± std"], [[e.model, e.runs, e.epochs, e.accuracy_mean, e.accuracy_std] for e in evaluations])
 
 
-def cmd_show(args: argparse.Namespace, config: Any, out: Path) -> None:
+def cmd_show(args: argparse.Namespace, config: Config, out: Path) -> None:
     from fedcond.report import write_results
     from fedcond.synthetic import SyntheticSet
 
@@ -197,7 +203,7 @@ def cmd_show(args: argparse.Namespace, config: Any, out: Path) -> None:
     print(f"{len(synthetic)} images {tuple(synthetic.image_shape)}, per class {counts}: wrote {image}")
 
 
-def cmd_datasets(args: argparse.Namespace, config: Any, out: Path) -> None:
+def cmd_datasets(args: argparse.Namespace, config: Config, out: Path) -> None:
     from fedcond.data import DATASETS, dataset_availability
     from fedcond.report import print_table, write_results
 
@@ -212,7 +218,9 @@ def cmd_datasets(args: argparse.Namespace, config: Any, out: Path) -> None:
 
 
 # ---------------------------------------------------------------------- helpers
-def _evaluate_all(synthetic: Any, test: Any, config: Any, device: Any) -> list[Any]:
+def _evaluate_all(
+    synthetic: SyntheticSet, test: ImageDataset, config: Config, device: torch.device
+) -> list[EvaluationResult]:
     """The protocol's model first, then every cross-architecture model."""
     from fedcond.evaluation import evaluate_synthetic
 
@@ -220,7 +228,7 @@ def _evaluate_all(synthetic: Any, test: Any, config: Any, device: Any) -> list[A
     return [evaluate_synthetic(synthetic, test, config, model=m, device=device) for m in models]
 
 
-def _load_synthetic(path: str, config: Any, test: Any) -> Any:
+def _load_synthetic(path: str, config: Config, test: ImageDataset) -> SyntheticSet:
     from fedcond.synthetic import SyntheticSet
 
     synthetic = SyntheticSet.load(path, num_classes=test.num_classes, image_shape=tuple(test.images.shape[1:]))
@@ -233,7 +241,7 @@ def _load_synthetic(path: str, config: Any, test: Any) -> Any:
     return synthetic
 
 
-def _label(config: Any) -> str:
+def _label(config: Config) -> str:
     c = config.condense
     return f"{c.feature_map}/{c.discrepancy}" if c.method == "matching" else c.method
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
 import os
 import platform
 import sys
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +65,33 @@ def _variants(config: Config, ipc: int) -> list[tuple[str, Config]]:
     return out
 
 
-def run(seeds: list[int], quick: bool, progress: bool) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
+def run(
+    seeds: list[int],
+    quick: bool,
+    progress: bool,
+    datasets: set[str] | None,
+    save: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Run the grid; ``save`` receives the results after every finished row, so a long run that
+    is interrupted keeps what it measured."""
+    results: dict[str, Any] = {
+        "benchmark": "condense",
+        "date": dt.date.today().isoformat(),
+        "machine": _machine(),
+        "seeds": seeds,
+        "quick": quick,
+        "complete": False,
+        "rows": [],
+        "skipped": {},
+    }
     for experiment in EXPERIMENTS:
         overrides = [*experiment.overrides, f"progress={str(progress).lower()}", *(QUICK if quick else ())]
         base = Config.load(ROOT / experiment.config, overrides)
+        if datasets is not None and base.dataset.name not in datasets:
+            continue
         available, detail = dataset_availability(base.dataset)
         if not available:
-            skipped[base.dataset.name] = detail
+            results["skipped"][base.dataset.name] = detail
             print(f"skipping {base.dataset.name}: {detail}", file=sys.stderr)
             continue
         splits = load_dataset(base.dataset)
@@ -83,23 +103,29 @@ def run(seeds: list[int], quick: bool, progress: bool) -> dict[str, Any]:
                     config = dataclasses.replace(variant, seed=seed)
                     synthetic = condense(splits.train, config, device=device)
                     evaluation = evaluate_synthetic(synthetic, splits.test, config, device=device)
+                    seconds = round(synthetic.metadata["timings"]["condense_seconds"], 2)
                     per_seed.append(
                         {
                             "seed": seed,
                             "accuracy_mean": evaluation.accuracy_mean,
                             "accuracies": evaluation.accuracies,
-                            "condense_seconds": round(synthetic.metadata["timings"]["condense_seconds"], 2),
+                            "condense_seconds": seconds,
                             "evaluate_seconds": evaluation.seconds,
                         }
                     )
-                    print(f"{base.dataset.name} ipc={ipc} {label} seed={seed}: {evaluation.accuracy_mean:.2f}%", flush=True)
+                    print(
+                        f"{base.dataset.name} ipc={ipc} {label} seed={seed}: {evaluation.accuracy_mean:.2f}% "
+                        f"(condense {seconds:.0f} s, evaluate {evaluation.seconds:.0f} s)",
+                        flush=True,
+                    )
                 accuracies = [s["accuracy_mean"] for s in per_seed]
-                rows.append(
+                results["rows"].append(
                     {
                         "dataset": base.dataset.name,
                         "ipc": ipc,
                         "method": label,
                         "iterations": variant.condense.iterations if variant.condense.method == "matching" else 0,
+                        "batch_real": variant.condense.batch_real,
                         "accuracy_mean": round(float(np.mean(accuracies)), 2),
                         "accuracy_std": round(float(np.std(accuracies)), 2),
                         "condense_seconds_mean": round(float(np.mean([s["condense_seconds"] for s in per_seed])), 2),
@@ -108,16 +134,11 @@ def run(seeds: list[int], quick: bool, progress: bool) -> dict[str, Any]:
                         "seeds": per_seed,
                     }
                 )
-    return {
-        "benchmark": "condense",
-        "date": dt.date.today().isoformat(),
-        "machine": _machine(),
-        "seeds": seeds,
-        "quick": quick,
-        "rows": rows,
-        "skipped": skipped,
-        "peak_memory_mb": peak_memory_mb(),
-    }
+                results["peak_memory_mb"] = peak_memory_mb()
+                save(results)
+    results["complete"] = True
+    results["peak_memory_mb"] = peak_memory_mb()
+    return results
 
 
 def _machine() -> dict[str, Any]:
@@ -163,6 +184,7 @@ def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
             "",
             table(results),
             *(f"\n{name} skipped: {why}" for name, why in results["skipped"].items()),
+            *(() if results.get("complete", True) else ("\nThe run was stopped early: these are the rows it finished.",)),
             README_END,
         ]
     )
@@ -178,19 +200,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks the script, measures nothing")
     parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument("--datasets", help="only these datasets, comma-separated (default: all)")
+    parser.add_argument(
+        "--from-results", metavar="results.json", help="do not run: report (and --update-readme) an earlier run"
+    )
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         print(f"benchmark: error: --seeds must be integers, got {args.seeds!r}", file=sys.stderr)
         return 2
+    datasets = {d.strip() for d in args.datasets.split(",") if d.strip()} if args.datasets else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    try:
-        results = run(seeds, args.quick, args.progress)
+
+    def save(results: dict[str, Any]) -> None:
         results["total_seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_json(out / "results.json", results)
+
+    try:
+        if args.from_results:
+            results = json.loads(Path(args.from_results).read_text())
+        else:
+            results = run(seeds, args.quick, args.progress, datasets, save)
+            save(results)
         print(table(results))
         if args.update_readme:
             command = "python -m simulations.benchmark_condense " + " ".join(
