@@ -139,10 +139,16 @@ def condense_by_matching(
         dsa_mode=c.dsa_mode,
     )
     trace_every = max(1, c.iterations // LOSS_TRACE_POINTS)
-    loss_value = float("nan")
     cuda_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda_devices):
-        bar = tqdm(range(start, c.iterations), desc="condense", disable=None if progress else True, initial=start, total=c.iterations)
+        # disable=None: a bar on a terminal only, not in CI logs or files.
+        bar = tqdm(
+            range(start, c.iterations),
+            desc="condense",
+            disable=None if progress else True,
+            initial=start,
+            total=c.iterations,
+        )
         for iteration in bar:
             seed = iteration_seed(config.seed, iteration)
             torch.manual_seed(seed)  # fresh networks, sliced-Wasserstein directions, DC's batches
