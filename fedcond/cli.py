@@ -94,6 +94,7 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
     from fedcond.condense import CONDENSE_METHODS, condense
     from fedcond.data import load_dataset
     from fedcond.device import resolve_device
+    from fedcond.evaluation import evaluate_synthetic
     from fedcond.io import atomic_write_text
     from fedcond.report import peak_memory_mb, print_table, write_results
 
@@ -139,7 +140,7 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
         for name in baselines:
             baseline_config = dataclasses.replace(config, condense=dataclasses.replace(c, method=name))
             baseline = condense(splits.train, baseline_config, device=device)
-            evaluation = _evaluate_all(baseline, splits.test, config, device)[0]
+            evaluation = evaluate_synthetic(baseline, splits.test, config, device=device)
             seconds = round(baseline.metadata["timings"]["condense_seconds"], 3)
             results["baselines"][name] = {**evaluation.to_dict(), "condense_seconds": seconds}
             rows.append([name, evaluation.model, evaluation.accuracy_mean, evaluation.accuracy_std, seconds])
