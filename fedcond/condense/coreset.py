@@ -17,11 +17,11 @@ from fedcond.condense import register_condense_method
 from fedcond.condense.common import build_synthetic_set, class_quotas, select_real
 from fedcond.config import Config
 from fedcond.data.base import ImageDataset
-from fedcond.features import FeatureContext, build_feature_map, feature_kind
+from fedcond.features import FeatureContext, build_feature_map, embed_in_chunks, feature_kind
 from fedcond.synthetic import SyntheticSet
 
 
-def _embed(data: ImageDataset, config: Config, device: torch.device, batch_size: int = 512) -> torch.Tensor:
+def _embed(data: ImageDataset, config: Config, device: torch.device) -> torch.Tensor:
     c = config.condense
     use_configured = feature_kind(c.feature_map) == "embedding"
     name = c.feature_map if use_configured else "random-embedding"
@@ -31,12 +31,7 @@ def _embed(data: ImageDataset, config: Config, device: torch.device, batch_size:
         torch.manual_seed(config.seed)
         feature_map = build_feature_map(name, context, **params)
         feature_map.refresh()
-        with torch.no_grad():
-            chunks = [
-                feature_map(batch.to(device), labels.to(device), differentiable=False).flatten(1).cpu()
-                for batch, labels in zip(data.images.split(batch_size), data.labels.split(batch_size))
-            ]
-    return torch.cat(chunks)
+        return embed_in_chunks(feature_map, data.images, data.labels, device=device).cpu()
 
 
 def herding_order(features: torch.Tensor, count: int) -> torch.Tensor:

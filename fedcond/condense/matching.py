@@ -29,7 +29,7 @@ from fedcond.config import Config
 from fedcond.data.base import ImageDataset
 from fedcond.discrepancies import build_discrepancy
 from fedcond.errors import ConfigError
-from fedcond.features import FeatureContext, FeatureMap, Features, build_feature_map
+from fedcond.features import FeatureContext, FeatureMap, Features, build_feature_map, embed_in_chunks
 from fedcond.io import atomic_write_bytes
 from fedcond.synthetic import SyntheticSet
 
@@ -38,8 +38,6 @@ CHECKPOINT_FORMAT = "fedcond.checkpoint/1"
 SOFT_LABEL_INIT_SCALE = 5.0
 #: How many loss values the synthetic set's metadata keeps (evenly spaced over the run).
 LOSS_TRACE_POINTS = 50
-#: Real images embedded per forward pass (bounds peak memory; throughput is flat beyond this on CPU).
-EMBED_CHUNK = 512
 
 
 def _initial_images(
@@ -242,13 +240,7 @@ class _MatchingProblem:
         loss = images.new_zeros(())
         if self.feature_map.kind == "embedding":
             # Instance-normalised networks embed each sample on its own: one forward serves all classes.
-            with torch.no_grad():  # in chunks: activations of thousands of real images cost GBs
-                real_features = torch.cat(
-                    [
-                        self.feature_map(x, y, differentiable=False).flatten(1)
-                        for x, y in zip(real.split(EMBED_CHUNK), real_class.split(EMBED_CHUNK))
-                    ]
-                )
+            real_features = embed_in_chunks(self.feature_map, real, real_class)
             syn_features = self.feature_map(syn, targets, differentiable=True).flatten(1)
             for r, part in zip(real_features.split(real_counts), self.syn_slices):
                 loss = loss + self.discrepancy(r, syn_features[part])
