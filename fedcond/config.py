@@ -57,8 +57,13 @@ class CondenseConfig:
     optimizer: str = "sgd"
     lr_images: float = 1.0
     momentum: float = 0.5
-    #: Real images drawn per class per iteration.
+    #: Real images drawn per class per iteration (with a pool: per class per pool network).
     batch_real: int = 256
+    #: Match against cached real statistics of this many random networks, embedded once (0: a fresh
+    #: network and real batch every iteration, the reference DM loop). Embedding feature maps only.
+    pool_networks: int = 0
+    #: Store each image as factor x factor tiles, each up-sampled to a training image (1: off).
+    factor: int = 1
     #: Learn soft labels (``[M, K]`` logits) next to the pixels.
     soft_labels: bool = False
     lr_labels: float = 0.01
@@ -164,6 +169,8 @@ class Config:
         _check(c.lr_labels > 0, "condense.lr_labels must be > 0")
         _check(0 <= c.momentum < 1, "condense.momentum must be in [0, 1)")
         _check(c.checkpoint_every >= 0, "condense.checkpoint_every must be >= 0")
+        _check(c.pool_networks >= 0, "condense.pool_networks must be >= 0")
+        _check(c.factor >= 1, "condense.factor must be at least 1")
         _choice("condense.init", c.init, ("real", "noise"))
         _choice("condense.optimizer", c.optimizer, ("sgd", "adam"))
         _choice("condense.dsa_mode", c.dsa_mode, DSA_MODES)
@@ -178,6 +185,10 @@ class Config:
             kind == accepts,
             f"discrepancy {c.discrepancy!r} compares {accepts} but feature map {c.feature_map!r} "
             f"produces {kind}; pick a matching pair",
+        )
+        _check(
+            not c.pool_networks or kind == "embedding",
+            f"condense.pool_networks caches embeddings; feature map {c.feature_map!r} produces {kind}",
         )
         _check(
             not c.soft_labels or kind == "gradients",

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedcond.device import chunk_size
 from fedcond.discrepancies.base import FEATURE_KINDS, Features
 from fedcond.errors import ConfigError
 from fedcond.models import ImageClassifier, build_model
@@ -256,22 +257,28 @@ class Gradients(FeatureMap):
             self.optimizer.load_state_dict(state["optimizer"])
 
 
-#: Samples embedded per forward pass: activations of thousands of 28x28 images at width 128 cost GBs,
-#: and CPU throughput is flat beyond this.
-EMBED_CHUNK = 512
-
-
-@torch.no_grad()
 def embed_in_chunks(
-    feature_map: FeatureMap, images: torch.Tensor, labels: torch.Tensor, *, device: torch.device | None = None
+    feature_map: FeatureMap,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    device: torch.device | None = None,
+    differentiable: bool = False,
 ) -> torch.Tensor:
-    """Features ``[N, D]`` of many images without a graph, ``EMBED_CHUNK`` at a time (on ``device`` if given)."""
-    return torch.cat(
-        [
-            feature_map(x.to(device), y.to(device), differentiable=False).flatten(1)
-            for x, y in zip(images.split(EMBED_CHUNK), labels.split(EMBED_CHUNK))
-        ]
-    )
+    """Features ``[N, D]`` of many images, a device-sized chunk at a time (on ``device`` if given).
+
+    Embedding maps treat every sample on its own, so chunking changes nothing but speed and memory
+    (see :func:`fedcond.device.chunk_size`); with ``differentiable`` the chunks keep their graphs.
+    """
+    target = device if device is not None else images.device
+    size = chunk_size(target)
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        return torch.cat(
+            [
+                feature_map(x.to(target), y.to(target), differentiable=differentiable).flatten(1)
+                for x, y in zip(images.split(size), labels.split(size))
+            ]
+        )
 
 
 def check_feature_params(name: str, params: dict[str, Any]) -> None:

@@ -39,3 +39,31 @@ def test_mismatched_shapes_are_refused(digits, make_config) -> None:
     wrong = SyntheticSet(images=torch.zeros(10, 1, 28, 28), labels=torch.arange(10), num_classes=10, metadata={})
     with pytest.raises(DataError, match="synthetic images are"):
         evaluate_synthetic(wrong, digits.test, config)
+
+
+def test_batch_pieces_give_the_one_batch_result(digits, make_config, monkeypatch) -> None:
+    """The fast path splits batches for cache-friendliness; the trained weights must not change."""
+    import fedcond.evaluation as evaluation
+    from fedcond.device import resolve_device
+
+    config = make_config(condense={"method": "random", "ipc": 6}, evaluation={"epochs": 3, "batch_size": 40})
+    coreset = condense(digits.train, config)
+    kwargs = dict(
+        model="convnet", num_classes=10, cfg=config.evaluation, dsa_strategy=config.condense.dsa_strategy,
+        device=resolve_device("cpu"), seed=3,
+    )  # fmt: skip
+    whole = evaluation.train_network(coreset.images, coreset.labels, **kwargs)
+    monkeypatch.setattr(evaluation, "chunk_size", lambda device: 7)
+    pieces = evaluation.train_network(coreset.images, coreset.labels, **kwargs)
+    for a, b in zip(whole.parameters(), pieces.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert evaluation.test_accuracy(whole, digits.test, torch.device("cpu")) == pytest.approx(
+        evaluation.test_accuracy(pieces, digits.test, torch.device("cpu")), abs=0.2
+    )
+
+
+def test_batch_norm_networks_are_not_split() -> None:
+    from fedcond.models import batch_independent, build_model
+
+    assert batch_independent(build_model("convnet", channels=1, num_classes=10, image_size=(8, 8)))
+    assert not batch_independent(build_model("convnet", channels=1, num_classes=10, image_size=(8, 8), norm="batchnorm"))

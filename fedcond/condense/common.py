@@ -38,6 +38,7 @@ def build_synthetic_set(
     config: Config,
     *,
     seconds: float,
+    extra_timings: dict[str, float] | None = None,
     **extra: Any,
 ) -> SyntheticSet:
     """Wrap finished tensors with the metadata downstream users rely on."""
@@ -52,7 +53,7 @@ def build_synthetic_set(
         discrepancy=c.discrepancy if matching else None,
         ipc=c.ipc,
         seed=config.seed,
-        timings={"condense_seconds": seconds},
+        timings={"condense_seconds": seconds, **(extra_timings or {})},
         **extra,
     )
     return SyntheticSet(

@@ -5,6 +5,11 @@ and synthetic images, maps both through the feature map and adds the per-class d
 one backward pass and one optimiser step then move the synthetic pixels (and soft labels).
 Every iteration's randomness comes from ``(seed, iteration)``, so runs are reproducible and a
 resumed run continues exactly where the checkpoint left it.
+
+Two switches change the algorithm (both off by default, so earlier results reproduce):
+``condense.pool_networks`` matches against cached real statistics of a fixed pool of networks
+(:mod:`fedcond.condense.pool`), ``condense.factor`` stores each image as f x f tiles
+(:mod:`fedcond.condense.parameterisation`).
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ from tqdm.auto import tqdm
 
 from fedcond.augment import apply_dsa, dsa, sample_dsa_params
 from fedcond.condense import register_condense_method
-from fedcond.condense.common import build_synthetic_set, class_quotas, iteration_seed, select_real
+from fedcond.condense.common import build_synthetic_set, class_quotas, iteration_seed
+from fedcond.condense.parameterisation import check_factor, decode, encode
+from fedcond.condense.pool import RealStatisticsPool
 from fedcond.config import Config
 from fedcond.data.base import ImageDataset
 from fedcond.discrepancies import build_discrepancy
 from fedcond.errors import ConfigError
+from fedcond.device import autocast
 from fedcond.features import FeatureContext, FeatureMap, Features, build_feature_map, embed_in_chunks
 from fedcond.io import atomic_write_bytes
 from fedcond.synthetic import SyntheticSet
@@ -41,10 +49,24 @@ LOSS_TRACE_POINTS = 50
 
 
 def _initial_images(
-    data: ImageDataset, per_class: list[torch.Tensor], quotas: list[int], init: str, generator: torch.Generator
+    data: ImageDataset,
+    per_class: list[torch.Tensor],
+    quotas: list[int],
+    init: str,
+    factor: int,
+    generator: torch.Generator,
 ) -> torch.Tensor:
+    """Stored images ``[sum(quotas), C, H, W]``: random real samples (packed f x f) or noise."""
     if init == "real":
-        return data.images[select_real(per_class, quotas, generator)].clone()
+        tiles = factor * factor
+        # quota * f² distinct samples where the class has them; a small class repeats its own.
+        picks = []
+        for idx, q in zip(per_class, quotas):
+            if q == 0:
+                continue
+            order = idx[torch.randperm(len(idx), generator=generator)]
+            picks.append(order.repeat(math.ceil(q * tiles / len(idx)))[: q * tiles])
+        return encode(data.images[torch.cat(picks)].clone(), factor)
     shape = (sum(quotas), *data.images.shape[1:])
     return torch.randn(shape, generator=generator)
 
@@ -95,11 +117,14 @@ def condense_by_matching(
     feature_map = build_feature_map(c.feature_map, context, **c.feature_params)
     discrepancy = build_discrepancy(c.discrepancy, **c.discrepancy_params)
 
+    check_factor(c.factor, data.image_size)
+    tiles = c.factor * c.factor
     per_class = data.indices_per_class()
     quotas = class_quotas(per_class, c.ipc)
     classes = [k for k in range(num_classes) if quotas[k] > 0]
-    syn_class = torch.repeat_interleave(torch.arange(num_classes), torch.tensor(quotas)).to(device)
-    images = _initial_images(data, per_class, quotas, c.init, torch.Generator().manual_seed(config.seed))
+    # Class of every *training* image (stored image i decodes to f² images, all of its class).
+    syn_class = torch.repeat_interleave(torch.arange(num_classes), torch.tensor(quotas) * tiles).to(device)
+    images = _initial_images(data, per_class, quotas, c.init, c.factor, torch.Generator().manual_seed(config.seed))
     images = images.to(device).requires_grad_(True)
     parameters = [{"params": [images], "lr": c.lr_images}]
     label_logits = None
@@ -124,17 +149,35 @@ def condense_by_matching(
         start, elapsed_before, loss_trace = int(saved["iteration"]), float(saved["elapsed"]), list(saved["loss_trace"])
         started = time.perf_counter()
 
+    real_images = data.images.to(device)
+    real_per_class = [per_class[k].to(device) for k in classes]
+    pool = None
+    if c.pool_networks:
+        pool = RealStatisticsPool.build(
+            feature_map,
+            c.discrepancy,
+            real_images,
+            real_per_class,
+            networks=c.pool_networks,
+            batch_real=c.batch_real,
+            dsa_strategy=c.dsa_strategy if c.dsa else None,
+            dsa_mode=c.dsa_mode,
+            seed=config.seed,
+            progress=progress,
+        )
     problem = _MatchingProblem(
         feature_map=feature_map,
         discrepancy=discrepancy,
-        real_images=data.images.to(device),
-        real_per_class=[per_class[k].to(device) for k in classes],
+        real_images=real_images,
+        real_per_class=real_per_class,
         classes=classes,
         syn_class=syn_class,
         num_classes=num_classes,
         batch_real=c.batch_real,
         dsa_strategy=c.dsa_strategy if c.dsa else None,
         dsa_mode=c.dsa_mode,
+        factor=c.factor,
+        pool=pool,
     )
     trace_every = max(1, c.iterations // LOSS_TRACE_POINTS)
     cuda_devices = [device] if device.type == "cuda" else []
@@ -151,14 +194,16 @@ def condense_by_matching(
             seed = iteration_seed(config.seed, iteration)
             torch.manual_seed(seed)  # fresh networks, sliced-Wasserstein directions, DC's batches
             generator = torch.Generator().manual_seed(seed)
-            feature_map.refresh()
+            problem.prepare(generator)
             targets = syn_class if label_logits is None else label_logits.softmax(dim=1)
-            loss = problem.loss(images, targets, generator)
+            with autocast(device):
+                loss = problem.loss(images, targets, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             augment = (lambda x: dsa(x, c.dsa_strategy, generator=generator, mode=c.dsa_mode)) if c.dsa else None
-            feature_map.update(images, targets.detach() if label_logits is not None else syn_class, augment)
+            decoded = decode(images.detach(), c.factor)
+            feature_map.update(decoded, targets.detach() if label_logits is not None else syn_class, augment)
             if iteration % trace_every == 0 or iteration == c.iterations - 1:
                 loss_value = float(loss.detach())
                 loss_trace.append([iteration, loss_value])
@@ -183,14 +228,22 @@ def condense_by_matching(
         bar.close()
 
     labels = syn_class if label_logits is None else label_logits.detach().softmax(dim=1)
+    extra: dict[str, Any] = {}
+    if c.factor > 1:
+        extra["factor"] = c.factor
+        extra["images_per_class"] = c.ipc * tiles
+    if pool is not None:
+        extra["pool_networks"] = c.pool_networks
     return build_synthetic_set(
-        images,
+        decode(images.detach(), c.factor),
         labels,
         data,
         config,
         seconds=elapsed_before + time.perf_counter() - started,
+        extra_timings={"pool_seconds": round(pool.seconds, 3) if pool is not None else 0.0},
         iterations=c.iterations,
         loss_trace=loss_trace,
+        **extra,
     )
 
 
@@ -203,18 +256,30 @@ class _MatchingProblem:
     real_images: torch.Tensor
     real_per_class: list[torch.Tensor]  # sample indices of each class that has any
     classes: list[int]
-    syn_class: torch.Tensor  # class of every synthetic image, grouped by class
+    syn_class: torch.Tensor  # class of every decoded synthetic image, grouped by class
     num_classes: int
     batch_real: int
     dsa_strategy: str | None  # None: no augmentation
     dsa_mode: str
+    factor: int = 1
+    pool: RealStatisticsPool | None = None
 
     def __post_init__(self) -> None:
         counts = torch.bincount(self.syn_class, minlength=self.num_classes).tolist()
         self.syn_slices = [slice(sum(counts[:k]), sum(counts[: k + 1])) for k in self.classes]
 
+    def prepare(self, generator: torch.Generator) -> None:
+        """Set the feature map up for this iteration: a fresh network, or one of the pool's."""
+        if self.pool is None:
+            self.feature_map.refresh()
+        else:
+            self.pool.activate(self.pool.draw(generator), self.feature_map)
+
     def loss(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Sum over classes of D(phi(real_c), phi(syn_c)), all classes augmented together."""
+        syn = decode(images, self.factor)
+        if self.pool is not None:
+            return self._pool_loss(syn, generator)
         picks = [
             idx[torch.randperm(len(idx), generator=generator)[: self.batch_real].to(idx.device)]
             for idx in self.real_per_class
@@ -224,7 +289,6 @@ class _MatchingProblem:
         real_class = torch.repeat_interleave(
             torch.tensor(self.classes, device=real.device), torch.tensor(real_counts, device=real.device)
         )
-        syn = images
         if self.dsa_strategy is not None:
             # One draw per class: a class's real and synthetic batch share it (siamese augmentation).
             params = sample_dsa_params(
@@ -241,7 +305,7 @@ class _MatchingProblem:
         if self.feature_map.kind == "embedding":
             # Instance-normalised networks embed each sample on its own: one forward serves all classes.
             real_features = embed_in_chunks(self.feature_map, real, real_class)
-            syn_features = self.feature_map(syn, targets, differentiable=True).flatten(1)
+            syn_features = embed_in_chunks(self.feature_map, syn, self.syn_class, differentiable=True)
             for r, part in zip(real_features.split(real_counts), self.syn_slices):
                 loss = loss + self.discrepancy(r, syn_features[part])
             return loss
@@ -250,4 +314,16 @@ class _MatchingProblem:
             real_grads = self.feature_map(r, rc, differentiable=False)
             syn_grads = self.feature_map(syn[part], targets[part], differentiable=True)
             loss = loss + self.discrepancy(real_grads, syn_grads)
+        return loss
+
+    def _pool_loss(self, syn: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Synthetic features against the active pool network's cached real features."""
+        network = self.pool.draw(generator)
+        if self.dsa_strategy is not None:
+            # The real side averaged independent draws, so every synthetic image gets its own too.
+            syn = dsa(syn, self.dsa_strategy, generator=generator, mode=self.dsa_mode)
+        syn_features = embed_in_chunks(self.feature_map, syn, self.syn_class, differentiable=True)
+        loss = syn.new_zeros(())
+        for real, part in zip(self.pool.features[network], self.syn_slices):
+            loss = loss + self.discrepancy(real, syn_features[part])
         return loss

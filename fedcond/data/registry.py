@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from fedcond.config import DatasetConfig
+from fedcond.config import Config, DatasetConfig
 from fedcond.data.base import DatasetSplits
 from fedcond.errors import DataError
 from fedcond.registry import Registry
@@ -44,13 +44,15 @@ def register_dataset(
     return decorator
 
 
-def load_dataset(cfg: DatasetConfig) -> DatasetSplits:
-    """The train and test splits of the dataset ``cfg.name``.
+def load_dataset(cfg: DatasetConfig | Config) -> DatasetSplits:
+    """The train and test splits of the dataset ``cfg.name`` (a whole :class:`Config`: its ``dataset``).
 
     Raises :class:`~fedcond.errors.ConfigError` for an unknown name,
     :class:`~fedcond.errors.DatasetUnavailableError` when its files are missing and
     :class:`~fedcond.errors.DataError` when they are malformed.
     """
+    if isinstance(cfg, Config):
+        cfg = cfg.dataset
     loader = DATASETS.get(cfg.name)
     splits = loader(cfg)
     if not isinstance(splits, DatasetSplits):

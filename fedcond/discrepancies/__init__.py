@@ -20,6 +20,7 @@ from fedcond.discrepancies.base import (
     build_discrepancy,
     discrepancy_accepts,
     register_discrepancy,
+    summarise_real,
 )
 from fedcond.discrepancies.gradient_matching import gradient_matching
 from fedcond.discrepancies.mmd import mmd_gaussian, mmd_linear
@@ -42,4 +43,5 @@ __all__ = [
     "moments",
     "register_discrepancy",
     "sliced_wasserstein",
+    "summarise_real",
 ]

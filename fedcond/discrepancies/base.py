@@ -24,14 +24,22 @@ FEATURE_KINDS = ("embedding", "gradients")
 DISCREPANCIES: Registry[Discrepancy] = Registry("discrepancy")
 # Kept beside the registry so a registered function stays the plain function it was.
 _ACCEPTS: dict[str, str] = {}
+_REAL_SUMMARIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
 
 
-def register_discrepancy(name: str, *, accepts: str = "embedding") -> Callable[[D], D]:
+def register_discrepancy(
+    name: str,
+    *,
+    accepts: str = "embedding",
+    real_summary: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Callable[[D], D]:
     """Decorator registering ``fn(real, synthetic, *, ...)`` under ``name``.
 
     ``accepts`` is the feature kind it compares (``"embedding"`` or ``"gradients"``); the config
     checks it against the feature map's kind. Every keyword-only parameter needs a default, so a
-    config may leave any of them out.
+    config may leave any of them out. ``real_summary`` (optional) shrinks real features to a
+    smaller tensor the discrepancy gives the same value on, e.g. their mean for linear MMD: the
+    condenser's cached real statistics then cost one row per class instead of thousands.
     """
     if accepts not in FEATURE_KINDS:
         raise ValueError(f"discrepancy {name!r}: accepts must be one of {FEATURE_KINDS}, got {accepts!r}")
@@ -42,6 +50,8 @@ def register_discrepancy(name: str, *, accepts: str = "embedding") -> Callable[[
             raise ValueError(f"discrepancy {name!r}: keyword-only parameters need defaults: {', '.join(missing)}")
         DISCREPANCIES.register(name)(fn)
         _ACCEPTS[name] = accepts
+        if real_summary is not None:
+            _REAL_SUMMARIES[name] = real_summary
         return fn
 
     return decorator
@@ -51,6 +61,13 @@ def discrepancy_accepts(name: str) -> str:
     """``"embedding"`` or ``"gradients"``: the feature kind the discrepancy ``name`` compares."""
     DISCREPANCIES.get(name)  # a ConfigError listing the choices for an unknown name
     return _ACCEPTS[name]
+
+
+def summarise_real(name: str, real: torch.Tensor) -> torch.Tensor:
+    """``real`` reduced by the discrepancy's ``real_summary``; unchanged when it has none."""
+    DISCREPANCIES.get(name)
+    summary = _REAL_SUMMARIES.get(name)
+    return real if summary is None else summary(real)
 
 
 def build_discrepancy(name: str, **params: Any) -> Callable[[Features, Features], torch.Tensor]:

@@ -11,7 +11,11 @@ from fedcond.discrepancies.base import check_embeddings, register_discrepancy
 from fedcond.discrepancies.params import Positive
 
 
-@register_discrepancy("mmd-linear")
+def _mean_row(real: torch.Tensor) -> torch.Tensor:
+    return real.mean(0, keepdim=True)
+
+
+@register_discrepancy("mmd-linear", real_summary=_mean_row)
 def mmd_linear(real: torch.Tensor, synthetic: torch.Tensor) -> torch.Tensor:
     """``||mean(real) - mean(synthetic)||²``: MMD² with the linear kernel, DM's loss for one class."""
     check_embeddings(real, synthetic)

@@ -5,7 +5,7 @@ Importing this package registers the built-in networks; a user network registers
 keyword arguments ``channels``, ``num_classes``, ``image_size`` and its own options.
 """
 
-from fedcond.models.base import MODELS, ImageClassifier, build_model, register_model
+from fedcond.models.base import MODELS, ImageClassifier, batch_independent, build_model, register_model
 from fedcond.models.convnet import ConvNet
 from fedcond.models.lenet import LeNet
 from fedcond.models.mlp import MLP
@@ -18,6 +18,7 @@ __all__ = [
     "LeNet",
     "MLP",
     "ResNet18",
+    "batch_independent",
     "build_model",
     "register_model",
 ]

@@ -33,6 +33,15 @@ class ImageClassifier(nn.Module, abc.ABC):
         return self.classifier(self.embed(x))
 
 
+def batch_independent(net: nn.Module) -> bool:
+    """Whether each sample's output and gradient ignore the rest of the batch (no batch norm).
+
+    Such a network can be fed a batch in cache-sized pieces, accumulating gradients, and compute
+    exactly what one big forward would (up to summation order).
+    """
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
 ModelFactory = Callable[..., ImageClassifier]
 
 MODELS: Registry[ModelFactory] = Registry("model")
