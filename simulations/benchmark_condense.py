@@ -14,8 +14,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -24,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from fedcond import Config, condense, evaluate_synthetic, load_dataset
 from fedcond.data import dataset_availability
 from fedcond.device import resolve_device
 from fedcond.errors import FedcondError
-from fedcond.io import atomic_write_json, atomic_write_text
-from fedcond.report import format_table, peak_memory_mb
+from fedcond.io import atomic_write_json
+from fedcond.report import peak_memory_mb
+from simulations.reporting import machine, measured_header, replace_readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
 README_START = "<!-- benchmark-condense:start -->"
@@ -77,7 +75,7 @@ def run(
     results: dict[str, Any] = {
         "benchmark": "condense",
         "date": dt.date.today().isoformat(),
-        "machine": _machine(),
+        "machine": machine(),
         "seeds": seeds,
         "quick": quick,
         "complete": False,
@@ -141,17 +139,6 @@ def run(
     return results
 
 
-def _machine() -> dict[str, Any]:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }
-
-
 def table(results: dict[str, Any]) -> str:
     """Markdown table: accuracy mean ± std over seeds (each seed's value: mean over its eval runs)."""
     lines = [
@@ -167,30 +154,13 @@ def table(results: dict[str, Any]) -> str:
 
 
 def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
-    text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise FedcondError(f"{path} has no {README_START} ... {README_END} markers")
-    m = results["machine"]
-    seeds = results["seeds"]
-    block = "\n".join(
-        [
-            README_START,
-            f"Measured {results['date']} on {m['cores']} cores ({m['cpu']}, torch {m['torch']}, {m['device']}), "
-            f"seeds {', '.join(map(str, seeds))}; peak RSS {results['peak_memory_mb']:.0f} MB. Command:",
-            "",
-            "```",
-            command,
-            "```",
-            "",
-            table(results),
-            *(f"\n{name} skipped: {why}" for name, why in results["skipped"].items()),
-            *(() if results.get("complete", True) else ("\nThe run was stopped early: these are the rows it finished.",)),
-            README_END,
-        ]
-    )
-    before, rest = text.split(README_START, 1)
-    _, after = rest.split(README_END, 1)
-    atomic_write_text(path, before + block + after)
+    lines = [
+        *measured_header(results, command),
+        table(results),
+        *(f"\n{name} skipped: {why}" for name, why in results["skipped"].items()),
+        *(() if results.get("complete", True) else ("\nThe run was stopped early: these are the rows it finished.",)),
+    ]
+    replace_readme_block(path, README_START, README_END, lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,7 +84,7 @@ def _pool(digits, networks: int, seed: int = 0, discrepancy: str = "mmd-linear")
     feature_map = build_feature_map("random-embedding", context)
     per_class = digits.train.indices_per_class()
     pool = RealStatisticsPool.build(
-        feature_map, discrepancy, digits.train.images, per_class, networks=networks, batch_real=16,
+        feature_map, discrepancy, digits.train.images, per_class, list(range(10)), 10, networks=networks, batch_real=16,
         dsa_strategy=None, dsa_mode="single", seed=seed, progress=False,
     )  # fmt: skip
     return pool, feature_map, per_class
@@ -162,3 +162,20 @@ def test_chunked_embedding_matches_one_forward_and_keeps_gradients() -> None:
     assert x.grad is not None and (x.grad.abs().sum((1, 2, 3)) > 0).all()
     assert not embed_in_chunks(feature_map, x, y).requires_grad
     assert chunk_size(CPU) == CPU_CHUNK
+
+
+def test_pool_entries_augment_synthetic_images_with_their_real_draw(digits) -> None:
+    """Siamese: an entry's DSA draw, replayed on its real images, reproduces its cached statistics."""
+    feature_map = build_feature_map("pixels", FeatureContext("convnet", 1, 10, (8, 8), CPU))
+    per_class = digits.train.indices_per_class()
+    pool = RealStatisticsPool.build(
+        feature_map, "mmd-linear", digits.train.images, per_class, list(range(10)), 10, networks=2, batch_real=16,
+        dsa_strategy="color_crop_flip_rotate", dsa_mode="all", seed=5, progress=False,
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(pool.seeds[1])
+    picks = torch.cat([idx[torch.randperm(len(idx), generator=generator)[:16]] for idx in per_class])
+    labels = digits.train.labels[picks]
+    augmented = pool.augment(1, digits.train.images[picks], labels)
+    assert not torch.allclose(augmented, digits.train.images[picks])
+    for k in range(10):
+        assert torch.allclose(augmented[labels == k].flatten(1).mean(0), pool.features[1][k][0], atol=1e-5)

@@ -19,7 +19,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,8 @@ def condense_by_matching(
             c.discrepancy,
             real_images,
             real_per_class,
+            classes,
+            num_classes,
             networks=c.pool_networks,
             batch_real=c.batch_real,
             dsa_strategy=c.dsa_strategy if c.dsa else None,
@@ -263,6 +265,7 @@ class _MatchingProblem:
     dsa_mode: str
     factor: int = 1
     pool: RealStatisticsPool | None = None
+    entry: int = field(default=0, init=False)  # the pool entry of the current iteration
 
     def __post_init__(self) -> None:
         counts = torch.bincount(self.syn_class, minlength=self.num_classes).tolist()
@@ -273,7 +276,8 @@ class _MatchingProblem:
         if self.pool is None:
             self.feature_map.refresh()
         else:
-            self.pool.activate(self.pool.draw(generator), self.feature_map)
+            self.entry = self.pool.draw(generator)
+            self.pool.activate(self.entry, self.feature_map)
 
     def loss(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Sum over classes of D(phi(real_c), phi(syn_c)), all classes augmented together."""
@@ -317,13 +321,10 @@ class _MatchingProblem:
         return loss
 
     def _pool_loss(self, syn: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Synthetic features against the active pool network's cached real features."""
-        network = self.pool.draw(generator)
-        if self.dsa_strategy is not None:
-            # The real side averaged independent draws, so every synthetic image gets its own too.
-            syn = dsa(syn, self.dsa_strategy, generator=generator, mode=self.dsa_mode)
+        """Synthetic features against the active pool entry's cached real features."""
+        syn = self.pool.augment(self.entry, syn, self.syn_class)
         syn_features = embed_in_chunks(self.feature_map, syn, self.syn_class, differentiable=True)
         loss = syn.new_zeros(())
-        for real, part in zip(self.pool.features[network], self.syn_slices):
+        for real, part in zip(self.pool.features[self.entry], self.syn_slices):
             loss = loss + self.discrepancy(real, syn_features[part])
         return loss

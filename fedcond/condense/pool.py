@@ -1,15 +1,16 @@
 """Cached real-side statistics: a fixed pool of random networks and what each sees of the real data.
 
 The reference DM loop embeds ``batch_real`` real images per class with a fresh network every
-iteration, and that real-side forward costs ~90% of an iteration. With a pool, ``networks``
-random networks are drawn once; each embeds its own ``batch_real`` real images per class (every
-image under its own DSA draw) and keeps the features, reduced by the discrepancy's
-``real_summary`` where it has one (linear MMD keeps one mean row per class). An iteration then
-re-creates one pool network from its seed and only embeds the synthetic images.
+iteration, and that real-side forward costs ~90% of an iteration. A pool draws ``networks``
+entries once, each exactly what one reference iteration draws: a random network, ``batch_real``
+real images per class and one DSA draw per class; it embeds the augmented real images and keeps
+their features, reduced by the discrepancy's ``real_summary`` where it has one (linear MMD
+keeps one mean row per class). An iteration then picks an entry, re-creates its network from
+its seed, applies the entry's DSA draw to the synthetic images (siamese, as in the reference)
+and embeds only them.
 
-The objective changes slightly: synthetic features are matched to real features seen through
-one of ``networks`` networks (not a new one each time) and under independent augmentations (not
-the siamese draw shared with the synthetic batch), i.e. to the expected embedding under DSA.
+So every iteration optimises one term of the reference objective exactly; what changes is that
+the terms come from a finite sample of ``networks`` draws instead of a new draw each iteration.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from fedcond.augment import dsa
+from fedcond.augment import DSAParams, apply_dsa, sample_dsa_params
 from fedcond.discrepancies import summarise_real
 from fedcond.features import FeatureMap, embed_in_chunks
 
@@ -32,9 +33,11 @@ def network_seed(seed: int, network: int) -> int:
 
 @dataclass
 class RealStatisticsPool:
-    """Real features per pool network and class; ``features[k][i]`` belongs to ``classes[i]``."""
+    """Per entry ``k``: its network's seed, its DSA draw (``None`` without DSA) and its real
+    features per class, ``features[k][i]`` belonging to the ``i``-th class that has samples."""
 
     seeds: list[int]
+    augmentations: list[DSAParams | None]
     features: list[list[torch.Tensor]]
     seconds: float
 
@@ -45,6 +48,8 @@ class RealStatisticsPool:
         discrepancy: str,
         real_images: torch.Tensor,
         real_per_class: list[torch.Tensor],
+        classes: list[int],
+        num_classes: int,
         *,
         networks: int,
         batch_real: int,
@@ -53,10 +58,10 @@ class RealStatisticsPool:
         seed: int,
         progress: bool,
     ) -> "RealStatisticsPool":
-        """Embed ``batch_real`` real images per class with each of ``networks`` seeded networks."""
+        """Draw ``networks`` entries and embed each one's augmented real images with its network."""
         started = time.perf_counter()
         seeds = [network_seed(seed, k) for k in range(networks)]
-        features = []
+        features, augmentations = [], []
         cuda = [real_images.device] if real_images.device.type == "cuda" else []
         for k in tqdm(range(networks), desc="real statistics", disable=None if progress else True, leave=False):
             with torch.random.fork_rng(devices=cuda):
@@ -69,14 +74,24 @@ class RealStatisticsPool:
                 ]
                 counts = [len(p) for p in picks]
                 real = real_images[torch.cat(picks)]
-                if dsa_strategy is not None:
-                    real = dsa(real, dsa_strategy, generator=generator, mode=dsa_mode)  # one draw per image
                 labels = torch.repeat_interleave(
-                    torch.arange(len(picks), device=real.device), torch.tensor(counts, device=real.device)
+                    torch.tensor(classes, device=real.device), torch.tensor(counts, device=real.device)
                 )
+                params = None
+                if dsa_strategy is not None:
+                    params = sample_dsa_params(
+                        dsa_strategy,
+                        num_classes,
+                        generator=generator,
+                        device=real.device,
+                        image_size=(real.shape[2], real.shape[3]),
+                        mode=dsa_mode,
+                    )
+                    real = apply_dsa(real, params, labels)  # one draw per class, as the reference
+                augmentations.append(params)
                 embedded = embed_in_chunks(feature_map, real, labels)
                 features.append([summarise_real(discrepancy, part) for part in embedded.split(counts)])
-        return cls(seeds=seeds, features=features, seconds=time.perf_counter() - started)
+        return cls(seeds=seeds, augmentations=augmentations, features=features, seconds=time.perf_counter() - started)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -91,6 +106,11 @@ class RealStatisticsPool:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seeds[network])
             feature_map.refresh()
+
+    def augment(self, network: int, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """``images`` under entry ``network``'s DSA draw (the one its real images saw), by class."""
+        params = self.augmentations[network]
+        return images if params is None else apply_dsa(images, params, labels)
 
     def memory_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for per_net in self.features for t in per_net)

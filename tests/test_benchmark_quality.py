@@ -1,0 +1,225 @@
+"""The quality benchmark: a --quick run writes complete results, and its tables and README block
+are exactly what they claim to be."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import simulations.benchmark_quality as bq
+from fedcond.errors import FedcondError
+from simulations.benchmark_quality import (
+    PUBLISHED,
+    PUBLISHED_CAPTION,
+    README_END,
+    README_START,
+    load_config,
+    main,
+    published_table,
+    table,
+    update_readme,
+)
+
+RESULT_KEYS = {
+    "benchmark", "date", "machine", "dataset", "command", "seeds", "quick", "complete", "rows", "summary",
+    "published", "peak_memory_mb", "total_seconds", "skipped",
+}  # fmt: skip
+ROW_KEYS = {
+    "ipc", "method", "description", "seed", "accuracies", "accuracy_mean", "accuracy_std", "condense_seconds",
+    "pool_seconds", "iterations", "factor", "images_per_class", "evaluate_seconds", "eval_runs", "eval_epochs",
+    "peak_memory_mb",
+}  # fmt: skip
+CONFIG = """\
+seed: 0
+device: cpu
+dataset:
+  name: digits
+condense:
+  method: matching
+  feature_map: random-embedding
+  discrepancy: mmd-gaussian
+  ipc: {ipc}
+  iterations: 100
+  batch_real: 64
+  pool_networks: 4
+evaluation:
+  runs: 3
+  epochs: 300
+"""
+
+
+def write_configs(folder: Path, ipcs: dict[int, int]) -> Path:
+    """``fashion-mnist-fast-ipc{name}.yaml`` files on digits; ``ipcs`` maps the ipc in the file
+    name to the ipc written inside."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for named, inside in ipcs.items():
+        (folder / f"fashion-mnist-fast-ipc{named}.yaml").write_text(CONFIG.format(ipc=inside))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    """One ``--quick`` run at ipc 1 and 2, shared by the tests that read it."""
+    root = tmp_path_factory.mktemp("benchmark-quality")
+    configs = write_configs(root / "configs", {1: 1, 2: 2})
+    out = root / "out"
+    # One thread: on two cores another process keeps busy, oversubscribed OpenMP threads make the
+    # many tiny ops of a --quick run several times slower. This checks the script, not its speed.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["--quick", "--ipcs", "1,2", "--config-dir", str(configs), "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((out / "results.json").read_text()), str(out)
+
+
+def test_quick_run_writes_every_row(quick_run: tuple[dict[str, Any], str]) -> None:
+    results, _ = quick_run
+    assert set(results) == RESULT_KEYS
+    assert results["benchmark"] == "quality" and results["quick"] is True and results["complete"] is True
+    assert results["dataset"] == "digits" and results["seeds"] == [0] and results["skipped"] == {}
+    assert results["published"] == PUBLISHED
+    rows = results["rows"]
+    assert [(r["ipc"], r["method"]) for r in rows] == [
+        (1, "fedcond"), (1, "random"), (1, "herding"), (2, "fedcond"), (2, "random"), (2, "herding"),
+    ]  # fmt: skip
+    for row in rows:
+        assert set(row) == ROW_KEYS
+        assert row["images_per_class"] == row["ipc"] and row["factor"] == 1
+        assert len(row["accuracies"]) == row["eval_runs"] == 1 and row["eval_epochs"] == 2
+        assert 0 <= row["accuracy_mean"] <= 100 and row["condense_seconds"] >= 0
+        assert row["iterations"] == (2 if row["method"] == "fedcond" else 0)
+    assert rows[0]["description"] == "mmd-gaussian, pool 2, factor 1"
+    assert [(s["ipc"], s["method"]) for s in results["summary"]] == [(r["ipc"], r["method"]) for r in rows]
+
+
+def test_quick_run_prints_both_tables(quick_run: tuple[dict[str, Any], str], capsys: pytest.CaptureFixture) -> None:
+    results, out = quick_run
+    assert main(["--from-results", str(Path(out) / "results.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "| 2 | fedcond (mmd-gaussian, pool 2, factor 1) | 2 |" in printed
+    assert "| 2 | n/a | n/a | n/a | n/a | n/a | n/a |" in printed  # ipc 2 has no published numbers
+
+
+def hand_results(seeds: list[int] | None = None) -> dict[str, Any]:
+    """A results dict written by hand: ipc 10, the own method and random, one seed."""
+
+    def row(method: str, description: str, seed: int, accs: list[float], iterations: int) -> dict[str, Any]:
+        mean = sum(accs) / len(accs)
+        return {
+            "ipc": 10, "method": method, "description": description, "seed": seed, "accuracies": accs,
+            "accuracy_mean": mean, "accuracy_std": 0.5, "condense_seconds": 120.04, "pool_seconds": 3.0,
+            "iterations": iterations, "factor": 2, "images_per_class": 40, "evaluate_seconds": 99.0,
+            "eval_runs": 3, "eval_epochs": 300, "peak_memory_mb": 900.0,
+        }  # fmt: skip
+
+    return {
+        "benchmark": "quality",
+        "date": "2026-01-02",
+        "machine": {"cpu": "x86_64", "cores": 2, "torch": "2.14.1", "device": "cpu"},
+        "dataset": "fashion-mnist",
+        "seeds": seeds or [0],
+        "quick": False,
+        "complete": True,
+        "rows": [
+            row("fedcond", "mmd-gaussian, pool 32, factor 2", 0, [84.0, 85.0, 86.0], 200),
+            row("random", "random", 0, [70.0, 71.0, 72.0], 0),
+        ],
+        "published": PUBLISHED,
+        "peak_memory_mb": 1234.4,
+        "total_seconds": 10.0,
+        "skipped": {},
+    }
+
+
+def test_table_lines() -> None:
+    results = hand_results()
+    assert table(results).splitlines() == [
+        "| ipc | method | images/class trained | accuracy % (3 nets) | condense s | iterations |",
+        "|---|---|---|---|---|---|",
+        "| 10 | fedcond (mmd-gaussian, pool 32, factor 2) | 40 | 85.0 ± 0.5 | 120.0 | 200 |",
+        "| 10 | random | 40 | 71.0 ± 0.5 | 120.0 | - |",
+    ]
+    assert published_table(results).splitlines() == [
+        "| ipc | random | herding | DC | DSA | DM | M3D | fedcond (measured) |",
+        "|---|---|---|---|---|---|---|---|",
+        "| 1 | 51.4 ± 3.8 | 67.0 ± 1.9 | 70.5 ± 0.6 | 70.6 ± 0.6 | 70.7 ± 0.6 | n/a | - |",
+        "| 10 | 73.8 ± 0.7 | 71.1 ± 0.7 | 82.3 ± 0.4 | 84.6 ± 0.3 | 83.5 ± 0.3 | n/a | 85.0 ± 0.5 |",
+        "| 50 | 82.5 ± 0.7 | 71.9 ± 0.8 | 83.6 ± 0.4 | 88.7 ± 0.2 | 88.1 ± 0.6 | n/a | - |",
+        "",
+        f"Whole training set (published): 93.5 ± 0.1. {PUBLISHED_CAPTION}",
+    ]
+
+
+def test_table_over_several_seeds_reports_the_spread_of_seed_means() -> None:
+    results = hand_results(seeds=[0, 1])
+    second = copy.deepcopy(results["rows"][0])
+    second.update(seed=1, accuracies=[86.0, 87.0, 88.0], accuracy_mean=87.0)
+    results["rows"].insert(1, second)
+    lines = table(results).splitlines()
+    assert lines[0].startswith("| ipc | method | images/class trained | accuracy % (3 nets, std over 2 seeds) |")
+    assert lines[2] == "| 10 | fedcond (mmd-gaussian, pool 32, factor 2) | 40 | 86.0 ± 1.0 | 120.0 | 200 |"
+    assert published_table(results).splitlines()[3].endswith("| n/a | 86.0 ± 1.0 |")
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    before, after = "# Title\n\nintro\n\n", "\n\n## Next\n\n<!-- benchmark-condense:start -->\nkeep\n"
+    readme.write_text(f"{before}{README_START}\nold table\n{README_END}{after}")
+    update_readme(readme, hand_results(), "python -m simulations.benchmark_quality --out x")
+    text = readme.read_text()
+    assert text.startswith(before + README_START + "\n") and text.endswith(README_END + after)
+    block = text[len(before) : -len(after)]
+    assert "old table" not in block
+    assert block.splitlines()[1] == (
+        "Measured 2026-01-02 on 2 cores (x86_64, torch 2.14.1, cpu), seeds 0; peak RSS 1234 MB. Command:"
+    )
+    assert "```\npython -m simulations.benchmark_quality --out x\n```" in block
+    assert table(hand_results()) in block and published_table(hand_results()) in block
+
+
+def test_update_readme_needs_both_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n{README_START}\nno end marker\n")
+    with pytest.raises(FedcondError, match="markers"):
+        update_readme(readme, hand_results(), "cmd")
+    assert readme.read_text() == f"# Title\n{README_START}\nno end marker\n"
+
+
+def test_ipc_must_match_the_file_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    configs = write_configs(tmp_path / "configs", {1: 1, 2: 5})
+    with pytest.raises(FedcondError, match="condense.ipc=5 but its name says ipc 2"):
+        load_config(configs / "fashion-mnist-fast-ipc2.yaml", 2, [])
+    # Checked before anything runs: the error comes first and nothing is written.
+    out = tmp_path / "out"
+    assert main(["--quick", "--ipcs", "1,2", "--config-dir", str(configs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("benchmark_quality: error: ") and "name says ipc 2" in err
+    assert not (out / "results.json").exists()
+
+
+def test_fedcond_errors_exit_with_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(hand_results()))
+    assert main(["--from-results", str(results), "--update-readme", str(readme)]) == 2
+    assert main(["--config-dir", str(tmp_path / "missing"), "--ipcs", "1", "--out", str(tmp_path / "o")]) == 2
+    assert main(["--ipcs", "one", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all(line.startswith("benchmark_quality: error: ") for line in err)
+
+
+def test_unavailable_dataset_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bq, "dataset_availability", lambda cfg: (False, "no IDX files here"))
+    configs = write_configs(tmp_path / "configs", {1: 1})
+    out = tmp_path / "out"
+    assert main(["--quick", "--ipcs", "1", "--config-dir", str(configs), "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["skipped"] == {"digits": "no IDX files here"} and results["rows"] == []
