@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedcond.device import chunk_size
+from fedcond.device import autocast, chunk_size
 from fedcond.discrepancies.base import FEATURE_KINDS, Features
 from fedcond.errors import ConfigError
 from fedcond.models import ImageClassifier, build_model
@@ -269,16 +269,18 @@ def embed_in_chunks(
 
     Embedding maps treat every sample on its own, so chunking changes nothing but speed and memory
     (see :func:`fedcond.device.chunk_size`); with ``differentiable`` the chunks keep their graphs.
+    On CUDA the network runs under bf16 autocast (:func:`fedcond.device.autocast`).
     """
     target = device if device is not None else images.device
     size = chunk_size(target)
+    parts = []
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-        return torch.cat(
-            [
-                feature_map(x.to(target), y.to(target), differentiable=differentiable).flatten(1)
-                for x, y in zip(images.split(size), labels.split(size))
-            ]
-        )
+        for x, y in zip(images.split(size), labels.split(size)):
+            # The network may run in bf16 on a GPU; discrepancies always see fp32 features.
+            with autocast(target):
+                features = feature_map(x.to(target), y.to(target), differentiable=differentiable)
+            parts.append(features.flatten(1).float())
+    return torch.cat(parts)
 
 
 def check_feature_params(name: str, params: dict[str, Any]) -> None:

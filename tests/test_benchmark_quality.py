@@ -223,3 +223,11 @@ def test_unavailable_dataset_is_skipped(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(["--quick", "--ipcs", "1", "--config-dir", str(configs), "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["skipped"] == {"digits": "no IDX files here"} and results["rows"] == []
+
+
+def test_baselines_only_at_the_asked_ipcs(tmp_path: Path) -> None:
+    from simulations.benchmark_quality import variants
+
+    configs = write_configs(tmp_path / "configs", {1: 1, 2: 2})
+    todo = variants(configs, [1, 2], quick=True, progress=False, baseline_ipcs=[1])
+    assert [(v.ipc, v.method) for v in todo] == [(1, "fedcond"), (1, "random"), (1, "herding"), (2, "fedcond")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fedcond.config import Config, apply_override
@@ -84,3 +86,10 @@ def test_shipped_configs_validate() -> None:
     assert configs
     for path in configs:
         Config.load(path)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    config = Config.load(path)
+    if "fashion-mnist-fast-ipc" in path.name:  # the benchmark reads the size from the file name
+        assert f"ipc{config.condense.ipc}." in path.name

@@ -36,7 +36,6 @@ from fedcond.config import Config
 from fedcond.data.base import ImageDataset
 from fedcond.discrepancies import build_discrepancy
 from fedcond.errors import ConfigError
-from fedcond.device import autocast
 from fedcond.features import FeatureContext, FeatureMap, Features, build_feature_map, embed_in_chunks
 from fedcond.io import atomic_write_bytes
 from fedcond.synthetic import SyntheticSet
@@ -198,8 +197,7 @@ def condense_by_matching(
             generator = torch.Generator().manual_seed(seed)
             problem.prepare(generator)
             targets = syn_class if label_logits is None else label_logits.softmax(dim=1)
-            with autocast(device):
-                loss = problem.loss(images, targets, generator)
+            loss = problem.loss(images, targets, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
