@@ -124,9 +124,11 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
         "ipc": c.ipc,
         "iterations": c.iterations if c.method == "matching" else 0,
         "num_synthetic": len(synthetic),
+        "factor": synthetic.metadata.get("factor", 1),
         "seed": config.seed,
         "device": str(device),
         "condense_seconds": round(synthetic.metadata["timings"]["condense_seconds"], 3),
+        "pool_seconds": round(synthetic.metadata["timings"].get("pool_seconds", 0.0), 3),
         "synthetic_set": "synthetic.pt",
         "config": config.to_dict(),
     }
@@ -146,7 +148,8 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
             rows.append([name, evaluation.model, evaluation.accuracy_mean, evaluation.accuracy_std, seconds])
     results["peak_memory_mb"] = peak_memory_mb(device)
     write_results(out, "condense", results)
-    print(f"{config.dataset.name}: {len(synthetic)} images ({c.ipc} per class) in {results['condense_seconds']:.1f} s")
+    per_class = f"{c.ipc} per class" + (f", stored as {c.factor}x{c.factor} tiles" if c.factor > 1 else "")
+    print(f"{config.dataset.name}: {len(synthetic)} images ({per_class}) in {results['condense_seconds']:.1f} s")
     if rows:
         print_table(["method", "model", "acc %", "± std", "seconds"], rows)
     print(f"wrote {out / 'synthetic.pt'}, {out / 'results.json'}")

@@ -34,7 +34,7 @@ def test_condense_writes_set_results_and_baselines(tmp_path, capsys) -> None:
     assert main(["condense", *FAST, "--baselines", "random,herding", "--out", str(out)]) == 0
     assert (out / "synthetic.pt").exists() and (out / "synthetic.png").exists()
     results = json.loads((out / "results.json").read_text())
-    for key in ("dataset", "method", "discrepancy", "ipc", "iterations", "condense_seconds", "peak_memory_mb"):
+    for key in ("dataset", "method", "discrepancy", "ipc", "iterations", "condense_seconds", "pool_seconds", "factor", "peak_memory_mb"):
         assert key in results
     assert results["command"] == "condense"
     assert results["dataset"] == "digits" and results["ipc"] == 2 and results["iterations"] == 3
@@ -114,3 +114,12 @@ def test_console_script_exit_status(tmp_path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("fedcond: error: unknown condense method 'magic'")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_condense_with_pool_and_factor_reports_them(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["condense", *FAST, "--set", "condense.factor=2", "--set", "condense.pool_networks=2", "--no-evaluate"]
+    assert main([*args, "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["factor"] == 2 and results["num_synthetic"] == 10 * 2 * 4 and results["pool_seconds"] > 0
+    assert "stored as 2x2 tiles" in capsys.readouterr().out
