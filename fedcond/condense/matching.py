@@ -281,7 +281,7 @@ class _MatchingProblem:
         """Sum over classes of D(phi(real_c), phi(syn_c)), all classes augmented together."""
         syn = decode(images, self.factor)
         if self.pool is not None:
-            return self._pool_loss(syn, generator)
+            return self._pool_loss(syn)
         picks = [
             idx[torch.randperm(len(idx), generator=generator)[: self.batch_real].to(idx.device)]
             for idx in self.real_per_class
@@ -318,7 +318,7 @@ class _MatchingProblem:
             loss = loss + self.discrepancy(real_grads, syn_grads)
         return loss
 
-    def _pool_loss(self, syn: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _pool_loss(self, syn: torch.Tensor) -> torch.Tensor:
         """Synthetic features against the active pool entry's cached real features."""
         syn = self.pool.augment(self.entry, syn, self.syn_class)
         syn_features = embed_in_chunks(self.feature_map, syn, self.syn_class, differentiable=True)
