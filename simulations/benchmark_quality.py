@@ -74,15 +74,15 @@ PUBLISHED: dict[str, Any] = {
     },
     "whole_dataset": [93.5, 0.1],
     "sources": {
-        "random": "Zhao, Mopuri & Bilen, Dataset Condensation with Gradient Matching, ICLR 2021, Table 1",
-        "herding": "Zhao, Mopuri & Bilen, Dataset Condensation with Gradient Matching, ICLR 2021, Table 1",
-        "DC": "Zhao, Mopuri & Bilen, Dataset Condensation with Gradient Matching, ICLR 2021, Table 1",
-        "DSA": "Zhao & Bilen, Dataset Condensation with Differentiable Siamese Augmentation, ICML 2021, Table 1",
-        "DM": "Zhao & Bilen, Dataset Condensation with Distribution Matching (WACV 2023); figures from the "
-        "VICO-UoE/DatasetCondensation repository README",
-        "M3D": "Zhang et al., M3D: Dataset Condensation by Minimizing Maximum Mean Discrepancy, AAAI 2024: "
-        "no Fashion-MNIST figures found",
-        "whole_dataset": "Zhao, Mopuri & Bilen, ICLR 2021, Table 1 (ConvNet on the whole training set)",
+        "random": "as cited from Zhao, Mopuri & Bilen, Dataset Condensation with Gradient Matching (ICLR 2021); not re-checked",
+        "herding": "as cited from Zhao, Mopuri & Bilen (ICLR 2021); not re-checked",
+        "DC": "Zhao, Mopuri & Bilen (ICLR 2021); means checked against the VICO-UoE/DatasetCondensation README",
+        "DSA": "Zhao & Bilen, Differentiable Siamese Augmentation (ICML 2021); means checked against the "
+        "VICO-UoE/DatasetCondensation README",
+        "DM": "Zhao & Bilen, Distribution Matching (WACV 2023), as cited by the VICO-UoE/DatasetCondensation "
+        "README; not re-checked",
+        "M3D": "Zhang et al., M3D (AAAI 2024): no Fashion-MNIST figures found",
+        "whole_dataset": "as cited from Zhao, Mopuri & Bilen (ICLR 2021); not re-checked",
     },
 }
 PUBLISHED_COLUMNS = ("random", "herding", "DC", "DSA", "DM", "M3D")
