@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -578,15 +579,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.pool_networks is not None:
         settings = dataclasses.replace(settings, pool_networks=args.pool_networks)
 
+    given = argv if argv is not None else sys.argv[1:]
+    command = f"python -m simulations.benchmark_speed {shlex.join(given)}".strip()
     try:
         if args.from_results:
             results = _read_results(Path(args.from_results))
+            # The README names the command that measured the figures, not the one that reprinted them.
+            command = results.get("command", command)
         else:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
 
             def save(results: dict[str, Any]) -> None:
+                results["command"] = command
                 results["total_seconds"] = round(time.perf_counter() - started, 1)
                 atomic_write_json(out / "results.json", results)
 
@@ -597,9 +603,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         print(table(results))
         if args.update_readme:
-            given = argv if argv is not None else sys.argv[1:]
-            command = "python -m simulations.benchmark_speed " + " ".join(given)
-            update_readme(Path(args.update_readme), results, command.strip())
+            update_readme(Path(args.update_readme), results, command)
     except FedcondError as exc:
         print(f"benchmark_speed: error: {exc}", file=sys.stderr)
         return 2

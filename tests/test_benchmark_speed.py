@@ -163,7 +163,11 @@ def test_from_results_renders_and_updates_the_readme(quick_run: Path, tmp_path: 
     assert main(["--from-results", str(quick_run), "--update-readme", str(readme)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("| measurement | reference | engine | speed-up |")
-    assert printed.strip() in readme.read_text()
+    text = readme.read_text()
+    assert printed.strip() in text
+    # The README names the run that measured the figures, not the reprint.
+    assert json.loads(quick_run.read_text())["command"].startswith("python -m simulations.benchmark_speed --quick")
+    assert "--quick --dataset digits --out" in text and "--from-results" not in text
 
 
 def test_errors_are_one_line(tmp_path: Path, capsys) -> None:
