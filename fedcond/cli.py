@@ -1,4 +1,4 @@
-"""The ``fedcond`` command line: condense, evaluate, show, datasets.
+"""The ``fedcond`` command line: condense, evaluate, show, federate, datasets.
 
 Every command reads one config (``--config FILE.yaml`` plus ``--set key=value`` overrides),
 writes ``--out DIR/results.json`` and prints a short table. Bad input of any kind ends with one
@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", required=True, metavar="FILE.pt", help="a saved synthetic set")
     p.set_defaults(handler=cmd_show)
 
+    p = sub.add_parser("federate", help="Flower simulation: clients condense and upload synthetic sets; compare strategies")
+    _common(p, "federate")
+    p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    p.set_defaults(handler=cmd_federate)
+
     p = sub.add_parser("datasets", help="list the datasets and whether they are available here")
     _common(p, "datasets")
     p.set_defaults(handler=cmd_datasets)
@@ -88,6 +93,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------- commands
+def cmd_federate(args: argparse.Namespace, config: Config, out: Path) -> None:
+    from fedcond.data import load_dataset
+    from fedcond.federated.simulation import simulate
+    from fedcond.report import print_table
+
+    load_dataset(config.dataset)  # a missing dataset fails here, in one line, before Ray starts
+    results = simulate(config, out, verbose=args.verbose)
+    rows = [
+        [name, len(s["rounds"]), s["final_accuracy"], s["total_upload_bytes"] / 2**20, s["total_download_bytes"] / 2**20,
+         len(s["rejected_clients"]), len(s["failed_clients"]), s["seconds"]]
+        for name, s in results["strategies"].items()
+    ]  # fmt: skip
+    headers = ["strategy", "rounds", "accuracy %", "upload MiB", "download MiB", "rejected", "failed", "seconds"]
+    print_table(headers, rows)
+    print(f"results: {out / 'results.json'}, plot: {out / 'accuracy_vs_upload.png'}")
+
+
 def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
     import yaml
 

@@ -97,6 +97,53 @@ class EvaluationConfig:
 
 
 @dataclass
+class FederatedConfig:
+    """``fedcond federate``: the clients, their partitions, the strategies compared and their budgets."""
+
+    #: Strategies run one after another on the same partitions: fedcondense, fedcondense-iterative,
+    #: hybrid, fedavg, fedprox.
+    strategies: list[str] = field(default_factory=lambda: ["fedcondense", "fedavg"])
+    #: Simulated clients (Flower SuperNodes); each holds one partition of the training split.
+    num_clients: int = 10
+    #: iid, dirichlet (``alpha``) or pathological (``classes_per_client``): flwr-datasets partitioners.
+    partitioner: str = "dirichlet"
+    alpha: float = 0.5
+    classes_per_client: int = 2
+    #: Dirichlet partitions are redrawn until every client holds at least this many samples.
+    min_partition_size: int = 10
+    #: Rounds of the iterative strategies (fedavg, fedprox, hybrid, fedcondense-iterative).
+    rounds: int = 20
+    #: Local training of fedavg/fedprox (and hybrid's rounds after the first): epochs over the
+    #: client's partition, SGD with these settings.
+    local_epochs: int = 1
+    local_batch_size: int = 32
+    local_lr: float = 0.01
+    local_momentum: float = 0.9
+    local_weight_decay: float = 5e-4
+    #: FedProx's proximal weight mu.
+    proximal_mu: float = 0.01
+    #: fedcondense-iterative: share of condensation iterations that use a fresh random network
+    #: instead of the current global model, and how the server uses each round's sets.
+    random_mix: float = 0.5
+    server_update: str = "finetune"
+    #: Server-side training of the global model on the union of the synthetic sets: epochs (the
+    #: rest of the schedule is ``evaluation``'s); fine-tuning rounds use ``finetune_epochs``.
+    server_epochs: int = 300
+    finetune_epochs: int = 50
+    #: Most images per class a client may upload; null allows ``ipc * factor**2``.
+    max_per_class: int | None = None
+    #: Drop uploads whose labels disagree with a classifier fitted on the other clients' sets.
+    defence: bool = True
+    #: A set is dropped when its agreement is below this fraction of the median agreement.
+    defence_ratio: float = 0.5
+    #: Resources of each simulated client (Flower's ``client_resources``).
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    #: Seconds the server waits for a round's replies; late clients are recorded as failed.
+    timeout: float = 86_400.0
+
+
+@dataclass
 class Config:
     """The whole experiment."""
 
@@ -108,6 +155,7 @@ class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     condense: CondenseConfig = field(default_factory=CondenseConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    federated: FederatedConfig = field(default_factory=FederatedConfig)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -198,6 +246,32 @@ class Config:
         _check(e.epochs >= 1, "evaluation.epochs must be at least 1")
         _check(e.lr > 0 and e.batch_size >= 1, "evaluation.lr must be > 0 and evaluation.batch_size >= 1")
         _check(e.weight_decay >= 0 and 0 <= e.momentum < 1, "evaluation.weight_decay >= 0, momentum in [0, 1)")
+        self._validate_federated()
+
+    def _validate_federated(self) -> None:
+        from strategies import STRATEGIES
+
+        f = self.federated
+        _check(len(f.strategies) >= 1, "federated.strategies must name at least one strategy")
+        for name in f.strategies:
+            STRATEGIES.get(name)
+        _check(len(set(f.strategies)) == len(f.strategies), "federated.strategies names a strategy twice")
+        _check(f.num_clients >= 1, "federated.num_clients must be at least 1")
+        _choice("federated.partitioner", f.partitioner, ("iid", "dirichlet", "pathological"))
+        _check(f.alpha > 0, "federated.alpha must be > 0")
+        _check(f.classes_per_client >= 1, "federated.classes_per_client must be at least 1")
+        _check(f.min_partition_size >= 0, "federated.min_partition_size must be >= 0")
+        _check(f.rounds >= 1, "federated.rounds must be at least 1")
+        _check(f.local_epochs >= 1 and f.local_batch_size >= 1, "federated.local_epochs and local_batch_size must be >= 1")
+        _check(f.local_lr > 0 and 0 <= f.local_momentum < 1, "federated.local_lr must be > 0, local_momentum in [0, 1)")
+        _check(f.local_weight_decay >= 0 and f.proximal_mu >= 0, "federated.local_weight_decay and proximal_mu must be >= 0")
+        _check(0 <= f.random_mix <= 1, "federated.random_mix must be in [0, 1]")
+        _choice("federated.server_update", f.server_update, ("finetune", "retrain"))
+        _check(f.server_epochs >= 1 and f.finetune_epochs >= 1, "federated.server_epochs and finetune_epochs must be >= 1")
+        _check(f.max_per_class is None or f.max_per_class >= 1, "federated.max_per_class must be null or >= 1")
+        _check(0 < f.defence_ratio < 1, "federated.defence_ratio must be in (0, 1)")
+        _check(f.num_cpus > 0 and f.num_gpus >= 0, "federated.num_cpus must be > 0 and num_gpus >= 0")
+        _check(f.timeout > 0, "federated.timeout must be > 0")
 
 
 def _check(ok: bool, message: str) -> None:

@@ -63,15 +63,44 @@ def train_network(
     dsa_mode: str = "single",
 ) -> nn.Module:
     """Train a fresh ``model`` on ``(images, labels)``; labels are hard ``[M]`` or soft ``[M, K]``."""
-    generator = torch.Generator().manual_seed(seed)
+    net = fresh_network(model, images.shape[1:], num_classes, device=device, seed=seed)
+    return fit(net, images, labels, cfg=cfg, dsa_strategy=dsa_strategy, device=device, seed=seed, dsa_mode=dsa_mode)
+
+
+def fresh_network(
+    model: str, image_shape: torch.Size | tuple[int, ...], num_classes: int, *, device: torch.device, seed: int
+) -> nn.Module:
+    """A freshly initialised ``model`` for ``[C, H, W]`` images, initialised under ``seed`` only."""
+    channels, height, width = (int(v) for v in image_shape)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        net = build_model(
-            model, channels=images.shape[1], num_classes=num_classes, image_size=(images.shape[2], images.shape[3])
-        ).to(device)
+        return build_model(model, channels=channels, num_classes=num_classes, image_size=(height, width)).to(device)
+
+
+def fit(
+    net: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    cfg: EvaluationConfig,
+    dsa_strategy: str | None,
+    device: torch.device,
+    seed: int,
+    dsa_mode: str = "single",
+    decay: bool = True,
+    proximal_mu: float = 0.0,
+) -> nn.Module:
+    """Train ``net`` in place with the protocol's SGD on ``(images, labels)``; return it in eval mode.
+
+    ``decay`` applies the protocol's lr x0.1 at half-way (local FedAvg training keeps lr constant).
+    ``proximal_mu > 0`` adds FedProx's ``mu/2 * ||w - w_start||^2`` towards the starting weights.
+    """
+    generator = torch.Generator().manual_seed(seed)
     images, labels = images.to(device), labels.to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[cfg.epochs // 2], gamma=0.1)
+    milestones = [cfg.epochs // 2] if decay else []
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    anchor = [p.detach().clone() for p in net.parameters()] if proximal_mu > 0 else []
     # Pieces of a batch give the same gradient only when samples don't see each other (no batch norm).
     piece = chunk_size(device) if batch_independent(net) else cfg.batch_size
     net.train()
@@ -86,6 +115,9 @@ def train_network(
                 with autocast(device):
                     loss = F.cross_entropy(net(xp), yp, reduction="sum") / len(x)
                 loss.backward()
+            if anchor:
+                proximal = sum(((p - a) ** 2).sum() for p, a in zip(net.parameters(), anchor))
+                (0.5 * proximal_mu * proximal).backward()
             optimizer.step()
         scheduler.step()
     return net.eval()

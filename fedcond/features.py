@@ -155,6 +155,40 @@ class TrainedEmbedding(FeatureMap):
             return self.net.embed(x)
 
 
+@register_feature_map("mixed-embedding")
+class MixedEmbedding(FeatureMap):
+    """A given trained network's embedding, or with probability ``random_fraction`` a fresh random
+    network's (FedDM/FedAF-style clients: the global model's features, kept honest by random ones).
+
+    The choice is drawn from torch's RNG in :meth:`refresh`, so it follows the iteration's seed.
+    """
+
+    kind = "embedding"
+
+    def __init__(
+        self,
+        context: FeatureContext,
+        *,
+        random_fraction: float = 0.5,
+        weights: str | None = None,
+        network: nn.Module | None = None,
+    ) -> None:
+        super().__init__(context)
+        if not 0.0 <= float(random_fraction) <= 1.0:
+            raise ConfigError(f"mixed-embedding: random_fraction must be in [0, 1], got {random_fraction}")
+        self.random_fraction = float(random_fraction)
+        self.trained = _load_network(context, weights, network)
+        self.net = self.trained
+
+    def refresh(self) -> None:
+        use_random = float(torch.rand(())) < self.random_fraction
+        self.net = _frozen(self.context.build_network()) if use_random else self.trained
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
+        with torch.set_grad_enabled(differentiable):
+            return self.net.embed(x)
+
+
 @register_feature_map("logits")
 class Logits(FeatureMap):
     """The logits of a network: a given trained one, or a fresh random one every iteration."""

@@ -1,0 +1,167 @@
+"""The Flower ClientApp: condense the local partition on this node's device, or train locally (FedAvg).
+
+Every train message carries the task and the whole experiment config (YAML) from the server; the
+client adds only what is its own: its partition (``partition-id``/``num-partitions`` from the node
+config) and, optionally, where its data lives (``data-root`` in the node config). A condense reply
+is the ``SyntheticSet`` as an ArrayRecord ``"synthetic"`` plus a MetricRecord ``"metrics"``
+(num-examples, num-synthetic, condense-seconds, upload-bytes, partition-id); a fit reply is the
+locally trained weights as ``"arrays"`` plus the same ``"metrics"`` record (num-examples, train-seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+
+import torch
+import yaml
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fedcond.config import Config
+from fedcond.data import load_dataset
+from fedcond.data.base import ImageDataset
+from fedcond.device import resolve_device
+from fedcond.errors import ConfigError
+from fedcond.evaluation import fit, fresh_network
+from fedcond.federated.metering import array_record_bytes
+from fedcond.federated.partition import client_partition
+
+#: Keys shared with the server strategies (``strategies.context``/``fedcondense``/``baselines``).
+TASK_KEY = "task"
+CONFIG_KEY = "fedcond-config"
+MODEL_KEY = "model"
+SET_KEY = "synthetic"
+METRICS_KEY = "metrics"
+
+app = ClientApp()
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Run the task the server asks for on this client's partition."""
+    settings = _message_config(msg)
+    config = _client_config(settings, context)
+    partition_id, num_partitions = _partition_of(context)
+    if num_partitions != config.federated.num_clients:
+        raise ConfigError(f"node has num-partitions={num_partitions} but the run has {config.federated.num_clients} clients")
+    _limit_threads(config.federated.num_cpus)
+    data = _partition(yaml.safe_dump(config.to_dict()), partition_id)
+    device = resolve_device(config.device)
+    task = settings.get(TASK_KEY)
+    if task == "condense":
+        content = condense_reply(msg, config, data, device, partition_id)
+    elif task == "fit":
+        content = fit_reply(msg, settings, config, data, device, partition_id)
+    else:
+        raise ConfigError(f"unknown task {task!r}; expected 'condense' or 'fit'")
+    return Message(content=content, reply_to=msg)
+
+
+def condense_reply(
+    msg: Message, config: Config, data: ImageDataset, device: torch.device, partition_id: int
+) -> RecordDict:
+    """Condense ``data``; against the global model's features when the message carries one."""
+    from fedcond.condense import condense  # imported here: keeps a bare import of the app light
+
+    if MODEL_KEY in msg.content.array_records:
+        net = fresh_network(config.evaluation.model, data.images.shape[1:], data.num_classes, device=device, seed=0)
+        net.load_state_dict(msg.content.array_records[MODEL_KEY].to_torch_state_dict())
+        condense_cfg = dataclasses.replace(
+            config.condense,
+            feature_map="mixed-embedding",
+            model=config.evaluation.model,
+            feature_params={"random_fraction": config.federated.random_mix, "network": net},
+        )
+        config = dataclasses.replace(config, condense=condense_cfg)
+    started = time.perf_counter()
+    synthetic = condense(data, config, device=device, progress=False)
+    seconds = time.perf_counter() - started
+    record = synthetic.to_array_record()
+    metrics = MetricRecord({
+        "num-examples": len(data),
+        "num-synthetic": len(synthetic),
+        "condense-seconds": round(seconds, 3),
+        "upload-bytes": array_record_bytes(record),
+        "partition-id": partition_id,
+    })  # fmt: skip
+    return RecordDict({SET_KEY: record, METRICS_KEY: metrics})
+
+
+def fit_reply(
+    msg: Message, settings: ConfigRecord, config: Config, data: ImageDataset, device: torch.device, partition_id: int
+) -> RecordDict:
+    """Train the global model locally for ``federated.local_epochs`` epochs (FedProx's term if asked)."""
+    f = config.federated
+    if "arrays" not in msg.content.array_records:
+        raise ConfigError("a fit message must carry the global model as ArrayRecord 'arrays'")
+    net = fresh_network(config.evaluation.model, data.images.shape[1:], data.num_classes, device=device, seed=0)
+    net.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
+    local = dataclasses.replace(
+        config.evaluation,
+        epochs=f.local_epochs,
+        lr=f.local_lr,
+        momentum=f.local_momentum,
+        weight_decay=f.local_weight_decay,
+        batch_size=f.local_batch_size,
+    )
+    mu = float(settings.get("proximal-mu", 0.0))
+    server_round = int(settings.get("server-round", 0))
+    started = time.perf_counter()
+    fit(net, data.images, data.labels, cfg=local, dsa_strategy=None, device=device,
+        seed=config.seed * 1_000_003 + partition_id * 1_009 + server_round, decay=False, proximal_mu=mu)  # fmt: skip
+    arrays = ArrayRecord({k: v.detach().cpu() for k, v in net.state_dict().items()})
+    metrics = MetricRecord({
+        "num-examples": len(data),
+        "train-seconds": round(time.perf_counter() - started, 3),
+        "upload-bytes": array_record_bytes(arrays),
+    })  # fmt: skip
+    return RecordDict({"arrays": arrays, METRICS_KEY: metrics})
+
+
+def _message_config(msg: Message) -> ConfigRecord:
+    settings = msg.content.config_records.get("config")
+    if settings is None or not isinstance(settings.get(CONFIG_KEY), str):
+        raise ConfigError(f"train message has no ConfigRecord 'config' with the experiment config {CONFIG_KEY!r}")
+    return settings
+
+
+def _client_config(settings: ConfigRecord, context: Context) -> Config:
+    """The server's config, validated, with this node's ``data-root`` if it sets one."""
+    data = yaml.safe_load(settings[CONFIG_KEY])
+    if not isinstance(data, dict):
+        raise ConfigError("the experiment config in the message is not a mapping")
+    root = context.node_config.get("data-root")
+    if root:
+        data.setdefault("dataset", {})["data_root"] = str(root)
+    return Config.from_dict(data)
+
+
+def _partition_of(context: Context) -> tuple[int, int]:
+    try:
+        return int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError("node config needs integer partition-id and num-partitions") from None
+
+
+def _limit_threads(num_cpus: float) -> None:
+    # Simulated clients share the machine: each uses the CPUs Flower gave it, not all of them.
+    threads = max(1, int(num_cpus))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+@functools.lru_cache(maxsize=4)
+def _partition(config_yaml: str, partition_id: int) -> ImageDataset:
+    """This client's partition; cached, since a simulated node process serves many rounds."""
+    config = Config.from_dict(yaml.safe_load(config_yaml))
+    train = _train_split(yaml.safe_dump(dataclasses.asdict(config.dataset)))
+    return client_partition(train, config.federated, config.seed, partition_id)
+
+
+@functools.lru_cache(maxsize=2)
+def _train_split(dataset_yaml: str) -> ImageDataset:
+    from fedcond.config import DatasetConfig
+
+    return load_dataset(DatasetConfig(**yaml.safe_load(dataset_yaml))).train

@@ -1,0 +1,45 @@
+"""``fedcond federate``: the ServerApp and ClientApp in Flower's Simulation Engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fedcond.config import Config
+from fedcond.errors import FedcondError
+from fedcond.report import RESULTS_FILE
+
+
+def simulate(config: Config, out: Path, *, client_app: Any = None, verbose: bool = False) -> dict[str, Any]:
+    """Run the federation with ``federated.num_clients`` simulated SuperNodes; return the results.
+
+    ``client_app`` replaces fedcond's ClientApp (tests and attack simulations wrap it). Flower's
+    simulation engine logs and swallows a ServerApp crash, so success is read from ``results.json``.
+    """
+    from flwr.simulation import run_simulation
+
+    from fedcond.federated.client_app import app as fedcond_client_app
+    from fedcond.federated.server_app import make_server_app
+
+    f = config.federated
+    path = out / RESULTS_FILE
+    path.unlink(missing_ok=True)
+    run_simulation(
+        server_app=make_server_app(config, out),
+        client_app=client_app or fedcond_client_app,
+        num_supernodes=f.num_clients,
+        backend_config={
+            "client_resources": {"num_cpus": f.num_cpus, "num_gpus": f.num_gpus},
+            "init_args": {"logging_level": "ERROR", "log_to_driver": verbose},
+        },
+        verbose_logging=verbose,
+    )
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise FedcondError("the federation failed before any strategy finished (see the log above)") from None
+    if not results.get("complete"):
+        done = ", ".join(results.get("strategies", {})) or "none"
+        raise FedcondError(f"the federation stopped early; finished strategies ({done}) are in {path}")
+    return results

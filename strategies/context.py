@@ -1,0 +1,68 @@
+"""What every server strategy shares in one run: the config, the server's test set, the trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import yaml
+from flwr.app import ArrayRecord, ConfigRecord
+
+from fedcond.config import Config, EvaluationConfig
+from fedcond.data.base import ImageDataset
+from fedcond.evaluation import fit, fresh_network, test_accuracy
+from fedcond.synthetic import SyntheticSet
+from strategies.uploads import UploadSpec
+
+#: Config record keys of the messages the server sends.
+TASK_KEY = "task"
+CONFIG_KEY = "fedcond-config"
+
+
+@dataclass
+class ServerContext:
+    """The run's config and test set, and how the server trains and tests the global model."""
+
+    config: Config
+    test: ImageDataset
+    device: torch.device
+
+    @property
+    def spec(self) -> UploadSpec:
+        c, f = self.config.condense, self.config.federated
+        max_per_class = f.max_per_class if f.max_per_class is not None else c.ipc * c.factor**2
+        return UploadSpec(self.test.num_classes, tuple(self.test.images.shape[1:]), max_per_class)
+
+    def message_config(self, task: str, **extra: object) -> ConfigRecord:
+        """The config record of a train message: the task, and the whole experiment config as YAML
+        (the server is the one source of truth; clients only add their own data location)."""
+        return ConfigRecord({TASK_KEY: task, CONFIG_KEY: yaml.safe_dump(self.config.to_dict()), **extra})
+
+    def initial_arrays(self) -> ArrayRecord:
+        """The global model every strategy starts from (the same weights for all)."""
+        return ArrayRecord(self.network(None).state_dict())
+
+    def network(self, arrays: ArrayRecord | None) -> torch.nn.Module:
+        """The global model architecture, with ``arrays`` loaded (fresh under the seed when None)."""
+        net = fresh_network(
+            self.config.evaluation.model, self.test.images.shape[1:], self.test.num_classes,
+            device=self.device, seed=self.config.seed,
+        )  # fmt: skip
+        if arrays is not None:
+            net.load_state_dict(arrays.to_torch_state_dict())
+        return net
+
+    def train_on(self, synthetic: SyntheticSet, *, start: ArrayRecord | None, epochs: int, seed: int) -> ArrayRecord:
+        """Train the global model on ``synthetic`` (from ``start``, or fresh) with the protocol's SGD and DSA."""
+        e = self.config.evaluation
+        cfg: EvaluationConfig = dataclasses.replace(e, epochs=epochs)
+        net = self.network(start)
+        strategy = self.config.condense.dsa_strategy if e.dsa else None
+        fit(net, synthetic.images, synthetic.labels, cfg=cfg, dsa_strategy=strategy, device=self.device,
+            seed=seed, dsa_mode=self.config.condense.dsa_mode)  # fmt: skip
+        return ArrayRecord({k: v.detach().cpu() for k, v in net.state_dict().items()})
+
+    def accuracy(self, arrays: ArrayRecord) -> float:
+        """Test accuracy (percent) of the global model ``arrays`` on the server's test set."""
+        return test_accuracy(self.network(arrays), self.test, self.device)

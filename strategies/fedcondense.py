@@ -1,0 +1,121 @@
+"""FedCondense: clients condense their partitions and upload synthetic sets; the server trains on them.
+
+One-shot (``fedcondense``): one round, no model is sent, the global model is trained on the union
+of the accepted sets. Iterative (``fedcondense-iterative``, in the style of FedDM/FedAF): every round
+the server sends the current global model, clients condense against its features (mixed with fresh
+random networks), and the server fine-tunes the global model on the round's sets (or retrains on all
+sets so far). Every upload is validated and screened; a bad one is rejected with its reason, logged
+and counted, and the round goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedcond.errors import SyntheticSetError
+from fedcond.synthetic import SyntheticSet
+from strategies.context import ServerContext
+from strategies.defence import screen
+from strategies.registry import Plan, register_strategy
+from strategies.uploads import merge, read_upload, reply_metrics, reply_partition
+
+#: The task a condense message asks for, and the array record that carries the global model.
+CONDENSE_TASK = "condense"
+MODEL_KEY = "model"
+
+
+class FedCondense(Strategy):
+    """Collect one synthetic set per client, validate and screen them, train the global model on the union."""
+
+    def __init__(self, context: ServerContext, *, send_model: bool = False, server_update: str = "retrain") -> None:
+        self.context = context
+        self.send_model = send_model
+        self.server_update = server_update
+        #: Every rejected or dropped upload: round, node, partition, reason.
+        self.rejected: list[dict[str, object]] = []
+        #: Per round: how many sets were accepted and the defence's scores.
+        self.round_info: dict[int, dict[str, object]] = {}
+        self._all_sets: list[SyntheticSet] = []
+        self._current: ArrayRecord | None = None
+
+    def summary(self) -> None:
+        f = self.context.config.federated
+        log(logging.INFO, "\t├── send global model: %s (random mix %.2f)", self.send_model, f.random_mix)
+        log(logging.INFO, "\t├── defence: %s (ratio %.2f)", f.defence, f.defence_ratio)
+        log(logging.INFO, "\t└── max images per class: %d", self.context.spec.max_per_class)
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        self._current = arrays
+        config = ConfigRecord({**config, "task": CONDENSE_TASK, "server-round": server_round})
+        content = RecordDict({"config": config})
+        if self.send_model:
+            content[MODEL_KEY] = arrays
+        return [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=node) for node in grid.get_node_ids()]
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        sets, senders, clients = [], [], []
+        for reply in replies:
+            if reply.has_error():
+                continue  # recorded as a failure by the metering grid
+            node, partition = reply.metadata.src_node_id, reply_partition(reply)
+            clients.append({"node_id": node, **reply_metrics(reply)})
+            try:
+                sets.append(read_upload(reply, self.context.spec))
+                senders.append((node, partition))
+            except SyntheticSetError as exc:
+                self._reject(server_round, node, partition, f"invalid upload: {exc}")
+        scores = None
+        if self.context.config.federated.defence and sets:
+            screening = screen(sets, self.context.config.federated.defence_ratio, seed=self.context.config.seed)
+            scores = screening.scores
+            for i in screening.dropped:
+                self._reject(server_round, *senders[i],
+                             f"dropped by the defence: agreement {screening.scores[i]} < {screening.threshold}")  # fmt: skip
+            sets = [s for i, s in enumerate(sets) if i not in screening.dropped]
+        self.round_info[server_round] = {"accepted": len(sets), "defence_scores": scores, "clients": clients}
+        if not sets:
+            log(logging.WARNING, "round %d: no acceptable synthetic set; the global model is unchanged", server_round)
+            return None, MetricRecord({"accepted-sets": 0})
+        arrays = self._update(server_round, sets)
+        return arrays, MetricRecord({"accepted-sets": len(sets), "synthetic-images": sum(len(s) for s in sets)})
+
+    def _update(self, server_round: int, sets: list[SyntheticSet]) -> ArrayRecord:
+        f, seed = self.context.config.federated, self.context.config.seed + server_round
+        if self.send_model and self.server_update == "finetune" and server_round > 1:
+            return self.context.train_on(merge(sets), start=self._current, epochs=f.finetune_epochs, seed=seed)
+        self._all_sets.extend(sets)
+        return self.context.train_on(merge(self._all_sets), start=None, epochs=f.server_epochs, seed=seed)
+
+    def _reject(self, server_round: int, node: int, partition: int | None, reason: str) -> None:
+        log(logging.WARNING, "round %d: rejected node %d (partition %s): %s", server_round, node, partition, reason)
+        self.rejected.append({"round": server_round, "node_id": node, "partition_id": partition, "reason": reason})
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return []  # the server evaluates on its own test set
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return None
+
+
+@register_strategy("fedcondense")
+def build_fedcondense(context: ServerContext) -> Plan:
+    return Plan(FedCondense(context), 1, context.message_config(CONDENSE_TASK))
+
+
+@register_strategy("fedcondense-iterative")
+def build_iterative(context: ServerContext) -> Plan:
+    f = context.config.federated
+    strategy = FedCondense(context, send_model=True, server_update=f.server_update)
+    return Plan(strategy, f.rounds, context.message_config(CONDENSE_TASK))

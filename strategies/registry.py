@@ -1,0 +1,37 @@
+"""Strategies by name, so a config's ``federated.strategies`` can list any of them.
+
+A builder takes the run's :class:`~strategies.context.ServerContext` and returns a
+:class:`Plan`: the Flower strategy, how many rounds it runs and the config its train messages
+carry. Register your own with ``@register_strategy("name")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fedcond.registry import Registry
+
+if TYPE_CHECKING:
+    from flwr.app import ConfigRecord
+    from flwr.serverapp.strategy import Strategy
+
+    from strategies.context import ServerContext
+
+
+@dataclass
+class Plan:
+    """What the server runs for one strategy."""
+
+    strategy: "Strategy"
+    num_rounds: int
+    train_config: "ConfigRecord"
+
+
+Builder = Callable[["ServerContext"], Plan]
+STRATEGIES: Registry[Builder] = Registry("strategy")
+
+
+def register_strategy(name: str) -> Callable[[Builder], Builder]:
+    return STRATEGIES.register(name)
