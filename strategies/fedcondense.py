@@ -17,6 +17,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricReco
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from fedcond.errors import SyntheticSetError
 from fedcond.synthetic import SyntheticSet
@@ -58,7 +59,10 @@ class FedCondense(Strategy):
         content = RecordDict({"config": config})
         if self.send_model:
             content[MODEL_KEY] = arrays
-        return [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=node) for node in grid.get_node_ids()]
+        # Every client condenses: wait until all of them are connected (late SuperNodes are not skipped).
+        clients = self.context.config.federated.num_clients
+        nodes, _ = sample_nodes(grid, clients, clients)
+        return [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=node) for node in nodes]
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]

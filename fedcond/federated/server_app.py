@@ -119,11 +119,28 @@ def make_server_app(config: Config, out: Path) -> ServerApp:
     return server_app
 
 
+#: The project root, or the installed app package (FAB) under ``flwr run``: both ship ``configs/``.
+APP_DIR = Path(__file__).resolve().parents[2]
+
+
+def resolve_config_path(value: str) -> Path:
+    """``value`` as given when it exists (or is absolute), else relative to the app's own folder.
+
+    Under ``flwr run`` the ServerApp runs in the SuperLink's working directory, not where
+    ``flwr run`` was typed, so a relative path falls back to the configs the app package carries.
+    """
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    bundled = APP_DIR / path
+    return bundled if bundled.exists() else path
+
+
 def config_from_run_config(run_config: dict[str, Any]) -> tuple[Config, Path]:
     """The experiment config and output folder named in ``[tool.flwr.app.config]`` (``flwr run``)."""
     overrides = shlex.split(str(run_config.get("overrides", "")))
-    config = Config.load(str(run_config.get("config", "configs/federated-digits.yaml")), overrides)
-    return config, Path(str(run_config.get("out", "runs/federate-flwr")))
+    config = Config.load(resolve_config_path(str(run_config.get("config", "configs/federated-digits.yaml"))), overrides)
+    return config, Path(str(run_config.get("out", "runs/federate-flwr"))).expanduser()
 
 
 app = ServerApp()
@@ -133,4 +150,5 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """``flwr run``: the config path, overrides and output folder come from the run config."""
     config, out = config_from_run_config(dict(context.run_config))
+    log(logging.INFO, "fedcond: results go to %s", out.resolve())
     run_federation(grid, config, out)

@@ -1,0 +1,315 @@
+"""Federated parts without a Flower run: partitions, upload checks, the defence, metering, strategies."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedcond.config import Config, FederatedConfig
+from fedcond.data import load_dataset
+from fedcond.errors import ConfigError, DataError, SyntheticSetError
+from fedcond.evaluation import fit, fresh_network
+from fedcond.federated import client_app
+from fedcond.federated.metering import MeteredGrid, record_bytes
+from fedcond.federated.partition import client_partition, partition_indices
+from fedcond.features import FeatureContext, build_feature_map
+from fedcond.synthetic import SyntheticSet
+from strategies import STRATEGIES
+from strategies.context import ServerContext
+from strategies.defence import screen
+from strategies.fedcondense import FedCondense
+from strategies.uploads import UploadSpec, merge, read_upload
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def task_identity() -> None:
+    # Flower 1.41 stamps every Message with the running task's identity; outside a run, set one.
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, 0
+
+
+# ---------------------------------------------------------------------------------- partitions
+@pytest.mark.parametrize("partitioner", ["iid", "dirichlet", "pathological"])
+def test_partitions_are_disjoint_deterministic_and_cover(digits, partitioner: str) -> None:
+    cfg = FederatedConfig(num_clients=5, partitioner=partitioner, alpha=0.3, classes_per_client=2)
+    parts = partition_indices(digits.train.labels, cfg, seed=0)
+    assert len(parts) == 5 and all(len(p) > 0 for p in parts)
+    joined = torch.cat(parts)
+    assert len(set(joined.tolist())) == len(joined)  # disjoint
+    if partitioner != "pathological":
+        assert len(joined) == len(digits.train)
+    again = partition_indices(digits.train.labels, cfg, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(parts, again))
+    if partitioner == "pathological":
+        assert all(len(digits.train.labels[p].unique()) <= 2 for p in parts)
+
+
+def test_dirichlet_skews_labels_more_at_small_alpha(digits) -> None:
+    def skew(alpha: float) -> float:
+        parts = partition_indices(digits.train.labels, FederatedConfig(num_clients=5, alpha=alpha), seed=0)
+        return float(np.mean([digits.train.labels[p].bincount(minlength=10).max() / len(p) for p in parts]))
+
+    assert skew(0.1) > skew(100.0) + 0.2
+
+
+def test_partition_errors_name_the_problem(digits) -> None:
+    with pytest.raises(DataError, match="partition-id 7"):
+        client_partition(digits.train, FederatedConfig(num_clients=5), 0, 7)
+    with pytest.raises(DataError, match="clients but only"):
+        partition_indices(digits.train.labels[:3], FederatedConfig(num_clients=5), 0)
+
+
+def test_config_checks_federated_keys() -> None:
+    with pytest.raises(ConfigError, match="unknown strategy 'fedsgd'"):
+        Config.from_dict({"federated": {"strategies": ["fedsgd"]}})
+    with pytest.raises(ConfigError, match="federated.partitioner"):
+        Config.from_dict({"federated": {"partitioner": "zipf"}})
+    with pytest.raises(ConfigError, match="federated.alpha"):
+        Config.from_dict({"federated": {"alpha": 0}})
+    assert Config.load("configs/federated-digits.yaml").federated.strategies == ["fedcondense", "fedavg"]
+
+
+# ---------------------------------------------------------------------------------- uploads
+SPEC = UploadSpec(num_classes=10, image_shape=(1, 8, 8), max_per_class=2)
+
+
+def _set(n_per_class: int = 2, *, labels: torch.Tensor | None = None, seed: int = 0) -> SyntheticSet:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(10).repeat_interleave(n_per_class) if labels is None else labels
+    return SyntheticSet(torch.randn(len(y), 1, 8, 8, generator=g), y, 10)
+
+
+def _reply(arrays: dict[str, np.ndarray] | ArrayRecord, node: int = 3, partition: int = 0) -> Message:
+    sent = Message(content=RecordDict({"config": ConfigRecord({"server-round": 1})}), dst_node_id=node, message_type="train")
+    record = arrays if isinstance(arrays, ArrayRecord) else ArrayRecord({k: _array(v) for k, v in arrays.items()})
+    metrics = MetricRecord({"num-examples": 10, "partition-id": partition, "num-synthetic": 20})
+    return Message(RecordDict({"synthetic": record, "metrics": metrics}), reply_to=sent)
+
+
+def _array(value: np.ndarray):
+    from flwr.app import Array
+
+    return Array(value)
+
+
+def test_a_valid_upload_is_read() -> None:
+    good = _set()
+    got = read_upload(_reply(good.to_array_record()), SPEC)
+    assert torch.equal(got.images, good.images) and torch.equal(got.labels, good.labels)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"images": np.full((20, 1, 8, 8), np.nan, np.float32), "labels": np.repeat(np.arange(10), 2)}, "non-finite"),
+        ({"images": np.zeros((20, 3, 8, 8), np.float32), "labels": np.repeat(np.arange(10), 2)}, "expected"),
+        ({"images": np.zeros((20, 1, 8, 8), np.float64), "labels": np.repeat(np.arange(10), 2)}, "float64"),
+        ({"images": np.zeros((2, 1, 8, 8), np.float32), "labels": np.array([0, 12])}, "12"),
+        ({"images": np.zeros((3, 1, 8, 8), np.float32), "labels": np.array([1, 1, 1])}, "max_per_class=2"),
+        ({"images": np.zeros((0, 1, 8, 8), np.float32), "labels": np.zeros(0, np.int64)}, "empty"),
+        ({"images": np.zeros((1, 1, 8, 8), np.float32), "labels": np.zeros(1, np.int64), "x": np.zeros(1)}, "exactly"),
+    ],
+    ids=["nan", "shape", "dtype", "label-range", "too-many", "empty", "extra-array"],
+)
+def test_bad_uploads_are_rejected_with_the_reason(arrays: dict[str, np.ndarray], message: str) -> None:
+    arrays = {k: (v.astype(np.int64) if k == "labels" else v) for k, v in arrays.items()}
+    with pytest.raises(SyntheticSetError, match=message):
+        read_upload(_reply(arrays), SPEC)
+
+
+def test_merge_mixes_soft_and_hard_labels() -> None:
+    hard = _set(1)
+    soft = SyntheticSet(torch.randn(2, 1, 8, 8), torch.full((2, 10), 0.1), 10)
+    merged = merge([hard, soft])
+    assert merged.is_soft and merged.labels.shape == (12, 10)
+    assert torch.equal(merged.labels[:10], torch.eye(10))
+    assert torch.equal(merge([hard, hard]).labels, torch.cat([hard.labels, hard.labels]))
+
+
+# ---------------------------------------------------------------------------------- defence
+def _client_sets(digits, flip: Iterable[int] = (), garbage: Iterable[int] = ()) -> list[SyntheticSet]:
+    parts = partition_indices(digits.train.labels, FederatedConfig(num_clients=6, partitioner="iid"), seed=0)
+    sets = []
+    for i, part in enumerate(parts):
+        data = digits.train.subset(part[:60])
+        labels = (data.labels + 5) % 10 if i in flip else data.labels
+        images = torch.randn_like(data.images) * 3 if i in garbage else data.images
+        sets.append(SyntheticSet(images, labels, 10))
+    return sets
+
+
+def test_defence_keeps_honest_sets(digits) -> None:
+    screening = screen(_client_sets(digits), 0.5)
+    assert screening.dropped == [] and all(s is not None and s > 0.7 for s in screening.scores)
+
+
+def test_defence_drops_label_flipped_and_garbage_sets(digits) -> None:
+    screening = screen(_client_sets(digits, flip=[1], garbage=[4]), 0.5)
+    assert sorted(screening.dropped) == [1, 4]
+
+
+def test_defence_needs_a_majority_to_compare_with(digits) -> None:
+    assert screen(_client_sets(digits, flip=[1])[:2], 0.5).dropped == []
+
+
+# ---------------------------------------------------------------------------------- metering
+class FakeGrid:
+    """Replies like a Grid would: node 1 answers, node 2 answers with an error, node 3 never does."""
+
+    def get_node_ids(self) -> list[int]:
+        return [1, 2, 3]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        replies = []
+        for m in messages:
+            node = m.metadata.dst_node_id
+            if node == 1:
+                replies.append(Message(RecordDict({"arrays": ArrayRecord({"w": _array(np.zeros(100, np.float32))})}), reply_to=m))
+            elif node == 2:
+                replies.append(Message(Error(code=0, reason="client raised"), reply_to=m))
+        return replies
+
+
+def test_metered_grid_counts_bytes_and_failures() -> None:
+    grid = MeteredGrid(FakeGrid())
+    payload = RecordDict({"arrays": ArrayRecord({"w": _array(np.zeros(50, np.float32))}),
+                          "config": ConfigRecord({"server-round": 4})})  # fmt: skip
+    messages = [Message(content=payload, dst_node_id=n, message_type="train") for n in grid.get_node_ids()]
+    grid.send_and_receive(messages, timeout=5)
+    traffic = grid.traffic(4)
+    per_message = record_bytes(payload)
+    assert per_message >= 200 and traffic.download_bytes == 3 * per_message
+    assert 400 <= traffic.upload_bytes < 600
+    reasons = {item["node_id"]: item["reason"] for item in traffic.failed}
+    assert reasons[2] == "error: client raised" and "no reply within 5" in reasons[3] and 1 not in reasons
+
+
+# ---------------------------------------------------------------------------------- strategies
+@pytest.fixture
+def fast_config(make_config):
+    return make_config
+
+
+@pytest.fixture
+def server(digits, fast_config) -> ServerContext:
+    config = fast_config(federated={"num_clients": 3, "server_epochs": 3, "finetune_epochs": 2})
+    return ServerContext(config, digits.test, CPU)
+
+
+def test_every_registered_strategy_builds(server: ServerContext) -> None:
+    for name in STRATEGIES.names():
+        plan = STRATEGIES.get(name)(server)
+        assert plan.num_rounds == (1 if name == "fedcondense" else server.config.federated.rounds)
+        assert plan.train_config["task"] in ("condense", "fit")
+
+
+def test_fedcondense_rejects_bad_uploads_and_trains_on_the_rest(digits, server: ServerContext) -> None:
+    sets = _client_sets(digits, flip=[3])
+    honest, flipped = sets[:3], sets[3]
+    server.config.condense.ipc = 10  # the spec allows 10 images per class
+    strategy = FedCondense(server)
+    strategy.configure_train(1, server.initial_arrays(), ConfigRecord(), FakeGrid())
+    bad = {"images": np.full((10, 1, 8, 8), np.inf, np.float32), "labels": np.arange(10, dtype=np.int64)}
+    replies = [_reply(s.to_array_record(), node=10 + i, partition=i) for i, s in enumerate(honest)]
+    replies.append(_reply(bad, node=99, partition=7))
+    replies.append(_reply(flipped.to_array_record(), node=98, partition=8))
+    arrays, metrics = strategy.aggregate_train(1, replies)
+    assert arrays is not None and metrics["accepted-sets"] == 3
+    reasons = {r["partition_id"]: r["reason"] for r in strategy.rejected}
+    assert "non-finite" in reasons[7] and "defence" in reasons[8]
+    assert 0 <= server.accuracy(arrays) <= 100
+    assert not all(torch.equal(a, b) for a, b in zip(arrays.to_torch_state_dict().values(),
+                                                     server.initial_arrays().to_torch_state_dict().values()))  # fmt: skip
+
+
+def test_fedcondense_with_nothing_acceptable_keeps_the_model(server: ServerContext) -> None:
+    bad = {"images": np.zeros((1, 1, 4, 4), np.float32), "labels": np.zeros(1, np.int64)}
+    arrays, metrics = FedCondense(server).aggregate_train(1, [_reply(bad)])
+    assert arrays is None and metrics["accepted-sets"] == 0
+
+
+def test_iterative_sends_the_global_model(server: ServerContext) -> None:
+    plan = STRATEGIES.get("fedcondense-iterative")(server)
+    messages = list(plan.strategy.configure_train(2, server.initial_arrays(), plan.train_config, FakeGrid()))
+    assert len(messages) == 3 and all("model" in m.content.array_records for m in messages)
+    assert messages[0].content.config_records["config"]["server-round"] == 2
+    one_shot = STRATEGIES.get("fedcondense")(server)
+    messages = list(one_shot.strategy.configure_train(1, server.initial_arrays(), one_shot.train_config, FakeGrid()))
+    assert record_bytes(messages[0].content) == 0  # one-shot downloads nothing
+
+
+def test_hybrid_condenses_first_then_averages(server: ServerContext) -> None:
+    plan = STRATEGIES.get("hybrid")(server)
+    first = list(plan.strategy.configure_train(1, server.initial_arrays(), plan.train_config, FakeGrid()))
+    later = list(plan.strategy.configure_train(2, server.initial_arrays(), plan.train_config, FakeGrid()))
+    assert first[0].content.config_records["config"]["task"] == "condense"
+    assert later[0].content.config_records["config"]["task"] == "fit" and "arrays" in later[0].content.array_records
+
+
+# ---------------------------------------------------------------------------------- client side
+def _context(partition: int, clients: int) -> Context:
+    node_config = {"partition-id": partition, "num-partitions": clients}
+    return Context(run_id=1, node_id=partition, node_config=node_config, state=RecordDict(), run_config={})
+
+
+def test_client_condenses_its_partition(server: ServerContext) -> None:
+    message = Message(RecordDict({"config": server.message_config("condense")}), dst_node_id=5, message_type="train")
+    reply = client_app.train(message, _context(1, 3))
+    metrics = reply.content.metric_records["metrics"]
+    synthetic = read_upload(reply, server.spec)
+    part = client_partition(load_dataset(server.config).train, server.config.federated, server.config.seed, 1)
+    assert len(synthetic) == metrics["num-synthetic"] <= 20 and metrics["partition-id"] == 1
+    # A client condenses only the classes it holds (Dirichlet partitions miss some).
+    assert set(synthetic.hard_labels.tolist()) <= set(part.labels.tolist())
+    assert metrics["upload-bytes"] == record_bytes(reply.content) and metrics["condense-seconds"] > 0
+    assert metrics["num-examples"] == len(part)
+
+
+def test_client_fit_trains_the_global_model(server: ServerContext) -> None:
+    content = RecordDict({"arrays": server.initial_arrays(), "config": server.message_config("fit", **{"server-round": 1})})
+    reply = client_app.train(Message(content, dst_node_id=5, message_type="train"), _context(0, 3))
+    trained = reply.content.array_records["arrays"].to_torch_state_dict()
+    start = server.initial_arrays().to_torch_state_dict()
+    assert any(not torch.equal(trained[k], start[k]) for k in start)
+    assert reply.content.metric_records["metrics"]["num-examples"] > 0
+
+
+def test_client_refuses_a_mismatched_node(server: ServerContext) -> None:
+    message = Message(RecordDict({"config": server.message_config("condense")}), dst_node_id=5, message_type="train")
+    with pytest.raises(ConfigError, match="num-partitions=4"):
+        client_app.train(message, _context(0, 4))
+    bad = Message(RecordDict({"config": server.message_config("dance")}), dst_node_id=5, message_type="train")
+    with pytest.raises(ConfigError, match="unknown task 'dance'"):
+        client_app.train(bad, _context(0, 3))
+
+
+def test_proximal_term_pulls_towards_the_start(digits, fast_config) -> None:
+    cfg = dataclasses.replace(fast_config().evaluation, epochs=2, lr=0.05, batch_size=32)
+
+    def drift(mu: float) -> float:
+        net = fresh_network("convnet", digits.train.images.shape[1:], 10, device=CPU, seed=0)
+        start = [p.detach().clone() for p in net.parameters()]
+        fit(net, digits.train.images[:256], digits.train.labels[:256], cfg=cfg, dsa_strategy=None, device=CPU,
+            seed=0, decay=False, proximal_mu=mu)  # fmt: skip
+        return float(sum(((p - s) ** 2).sum() for p, s in zip(net.parameters(), start)))
+
+    assert drift(10.0) < 0.5 * drift(0.0)
+
+
+@pytest.mark.parametrize(("fraction", "expect_trained"), [(0.0, True), (1.0, False)])
+def test_mixed_embedding_uses_the_global_or_random_networks(fraction: float, expect_trained: bool) -> None:
+    context = FeatureContext("convnet", 1, 10, (8, 8), CPU)
+    trained = fresh_network("convnet", (1, 8, 8), 10, device=CPU, seed=5)
+    feature_map = build_feature_map("mixed-embedding", context, random_fraction=fraction, network=trained)
+    for _ in range(3):
+        feature_map.refresh()
+        assert (feature_map.net is trained) == expect_trained
+    with pytest.raises(ConfigError, match="random_fraction"):
+        build_feature_map("mixed-embedding", context, random_fraction=2.0, network=trained)
