@@ -321,11 +321,17 @@ def check_feature_params(name: str, params: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` when ``params`` holds a name the feature map doesn't take."""
     init = inspect.signature(FEATURE_MAPS.get(name).__init__).parameters.values()
     accepted = [p.name for p in init if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "network"]
-    unknown = sorted(set(params) - set(accepted))
+    # A trained module given in code (a Flower client's global model) is not a config value.
+    in_code = {"network"} if isinstance(params.get("network"), nn.Module) and "network" in _init_names(name) else set()
+    unknown = sorted(set(params) - set(accepted) - in_code)
     if unknown:
         raise ConfigError(
             f"feature map {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(accepted) or 'none'}"
         )
+
+
+def _init_names(name: str) -> set[str]:
+    return set(inspect.signature(FEATURE_MAPS.get(name).__init__).parameters)
 
 
 def build_feature_map(name: str, context: FeatureContext, **params: Any) -> FeatureMap:
