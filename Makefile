@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/fedcond condense --config configs/default.yaml --baselines random,herding --out $(OUT)
+	$(VENV)/bin/fedcond federate --config configs/federated-digits.yaml --out $(OUT)
 
 test: install
 	$(PY) -m pytest

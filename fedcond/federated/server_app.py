@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ def run_federation(grid: Grid, config: Config, out: Path) -> dict[str, Any]:
     }
     for name in f.strategies:
         plan = STRATEGIES.get(name)(context)
+        print(f"[fedcond] {name}: {f.num_clients} clients ...", file=sys.stderr, flush=True)
         metered = MeteredGrid(grid)
         accuracies: dict[int, float] = {}
 
@@ -73,7 +75,9 @@ def run_federation(grid: Grid, config: Config, out: Path) -> dict[str, Any]:
         results["strategies"][name]["seconds"] = round(time.perf_counter() - started, 3)
         results["peak_memory_mb"] = peak_memory_mb(device)
         write_results(out, RESULTS_COMMAND, results)
-        log(logging.INFO, "%s: final accuracy %s%%", name, results["strategies"][name]["final_accuracy"])
+        done = results["strategies"][name]
+        print(f"[fedcond] {name}: {plan.num_rounds} round(s), accuracy {done['final_accuracy']}%, "
+              f"upload {done['total_upload_bytes'] / 2**20:.2f} MiB, {done['seconds']:.0f} s", file=sys.stderr, flush=True)
     results["complete"] = True
     write_results(out, RESULTS_COMMAND, results)
     plot_accuracy_vs_upload(results, out / PLOT_FILE)

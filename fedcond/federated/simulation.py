@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ def simulate(config: Config, out: Path, *, client_app: Any = None, verbose: bool
     from fedcond.federated.server_app import make_server_app
 
     f = config.federated
+    if not verbose:  # Flower logs every round and the whole train config; the CLI prints a summary
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", category=FutureWarning, module="ray")
     path = out / RESULTS_FILE
     path.unlink(missing_ok=True)
     run_simulation(

@@ -1,0 +1,287 @@
+"""Federated benchmark: FedCondense against Flower's FedAvg, what it costs in bytes and buys in accuracy.
+
+Scenarios (each a real Flower simulation, in this order):
+
+* ``dirichlet-0.1``: 10 clients, Dirichlet alpha 0.1, ipc 10: one-shot FedCondense, FedAvg for
+  ``rounds`` rounds, and the hybrid (condensed warm start, then FedAvg) at equal rounds;
+* ``dirichlet-0.5``: the same partitioner at alpha 0.5, FedCondense and FedAvg;
+* ``label-flip-defence-on`` / ``-off``: 20 % of the clients upload label-flipped sets (alpha 0.5);
+* ``clients-100``: 100 simulated clients on digits (time and peak memory of the whole process tree).
+
+``--quick`` runs every scenario on digits with tiny budgets: it checks the script, it measures
+nothing worth reporting. Fashion-MNIST must be installed (``apt-get install dataset-fashion-mnist``);
+otherwise its scenarios are recorded as skipped. Results go to ``OUT/results.json`` (rewritten
+after every scenario) and, with ``--update-readme``, into the README's benchmark-federated block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from fedcond.config import Config
+from fedcond.data import dataset_availability
+from fedcond.errors import FedcondError
+from fedcond.io import atomic_write_json
+from simulations.reporting import machine, measured_header, replace_readme_block
+
+PROG = "benchmark_federated"
+README_START = "<!-- benchmark-federated:start -->"
+README_END = "<!-- benchmark-federated:end -->"
+FULL_CONFIG = "configs/federated-fashion-mnist.yaml"
+QUICK_CONFIG = "configs/federated-digits.yaml"
+QUICK_OVERRIDES = [
+    "condense.iterations=20", "condense.pool_networks=4", "evaluation.epochs=30", "federated.server_epochs=30",
+    "federated.rounds=3", "federated.timeout=600",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One simulation: config overrides on top of the base config, and misbehaving clients."""
+
+    name: str
+    overrides: tuple[str, ...]
+    label_flip_fraction: float = 0.0
+    digits: bool = False  # runs on digits whatever the base config says
+    quick_overrides: tuple[str, ...] = field(default=())
+
+
+SCENARIOS = (
+    Scenario("dirichlet-0.1", ("federated.alpha=0.1", "federated.strategies=fedcondense,fedavg,hybrid")),
+    Scenario("dirichlet-0.5", ("federated.alpha=0.5", "federated.strategies=fedcondense,fedavg")),
+    Scenario("label-flip-defence-on", ("federated.alpha=0.5", "federated.strategies=fedcondense", "federated.defence=true"), 0.2),
+    Scenario("label-flip-defence-off", ("federated.alpha=0.5", "federated.strategies=fedcondense", "federated.defence=false"), 0.2),
+    Scenario(
+        "clients-100",
+        ("federated.num_clients=100", "federated.strategies=fedcondense,fedavg", "federated.partitioner=iid",
+         "condense.ipc=1", "federated.rounds=5"),
+        digits=True,
+        quick_overrides=("federated.num_clients=20",),
+    ),
+)  # fmt: skip
+
+
+class TreeMemory:
+    """Peak resident memory (MB) of this process plus all its descendants (Ray's workers), sampled."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval, self.peak_mb = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def scenario_config(scenario: Scenario, quick: bool, config_path: str, extra: list[str] | None = None) -> Config:
+    overrides = [*(extra or []), *scenario.overrides]
+    if scenario.digits:
+        overrides = ["dataset.name=digits", "dataset.data_root=null", *overrides]
+    if quick:
+        overrides += [*QUICK_OVERRIDES, *scenario.quick_overrides]
+    return Config.load(QUICK_CONFIG if quick or scenario.digits else config_path, overrides + ["progress=false"])
+
+
+def run_scenario(scenario: Scenario, config: Config, out: Path) -> dict[str, Any]:
+    from fedcond.federated.simulation import simulate
+    from simulations.attacks import attacked_client_app
+
+    flipped = round(scenario.label_flip_fraction * config.federated.num_clients)
+    app = None
+    if flipped:
+        from fedcond.data import load_dataset
+
+        num_classes = load_dataset(config).test.num_classes
+        app = attacked_client_app({p: "label-flip" for p in range(flipped)}, num_classes=num_classes)
+    started = time.perf_counter()
+    with TreeMemory() as memory:
+        results = simulate(config, out, client_app=app)
+    summary: dict[str, Any] = {
+        "dataset": config.dataset.name,
+        "num_clients": config.federated.num_clients,
+        "alpha": config.federated.alpha if config.federated.partitioner == "dirichlet" else None,
+        "partitioner": config.federated.partitioner,
+        "ipc": config.condense.ipc,
+        "label_flip_clients": list(range(flipped)),
+        "defence": config.federated.defence,
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_memory_mb_process_tree": round(memory.peak_mb, 1),
+        "strategies": {},
+    }
+    for name, run in results["strategies"].items():
+        summary["strategies"][name] = {
+            "final_accuracy": run["final_accuracy"],
+            "rounds": len(run["rounds"]),
+            "accuracy_per_round": [r["accuracy"] for r in run["rounds"]],
+            "total_upload_bytes": run["total_upload_bytes"],
+            "total_download_bytes": run["total_download_bytes"],
+            "rejected_partitions": sorted(r["partition_id"] for r in run["rejected_clients"] if r["partition_id"] is not None),
+            "failed_clients": len(run["failed_clients"]),
+            "seconds": run["seconds"],
+        }
+    return summary
+
+
+def checks(scenarios: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, evaluated on what was measured (None where a scenario is missing)."""
+
+    def strategy(scenario: str, name: str) -> dict[str, Any] | None:
+        return scenarios.get(scenario, {}).get("strategies", {}).get(name)
+
+    out: dict[str, Any] = {}
+    cond, avg, hyb = (strategy("dirichlet-0.1", n) for n in ("fedcondense", "fedavg", "hybrid"))
+    if cond and avg:
+        ratio = cond["total_upload_bytes"] / avg["total_upload_bytes"]
+        out["oneshot_vs_fedavg_alpha_0.1"] = {
+            "fedcondense": cond["final_accuracy"], "fedavg": avg["final_accuracy"], "upload_ratio": round(ratio, 5),
+            "met": cond["final_accuracy"] >= avg["final_accuracy"] and ratio <= 0.1,
+        }  # fmt: skip
+    if hyb and avg:
+        gain = hyb["final_accuracy"] - avg["final_accuracy"]
+        out["hybrid_vs_fedavg_alpha_0.1"] = {"gain_points": round(gain, 2), "met": gain >= 5}
+    on, off = strategy("label-flip-defence-on", "fedcondense"), strategy("label-flip-defence-off", "fedcondense")
+    clean = strategy("dirichlet-0.5", "fedcondense")
+    if on and clean:
+        cost = clean["final_accuracy"] - on["final_accuracy"]
+        out["label_flip_cost_with_defence"] = {
+            "clean": clean["final_accuracy"], "defence_on": on["final_accuracy"],
+            "defence_off": off["final_accuracy"] if off else None, "cost_points": round(cost, 2), "met": cost <= 3,
+        }  # fmt: skip
+    return out
+
+
+def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "benchmark": "federated",
+        "command": command,
+        "date": dt.date.today().isoformat(),
+        "machine": machine(),
+        "quick": args.quick,
+        "complete": False,
+        "scenarios": {},
+        "skipped": {},
+    }
+    wanted = args.scenarios.split(",") if args.scenarios else [s.name for s in SCENARIOS]
+    unknown = sorted(set(wanted) - {s.name for s in SCENARIOS})
+    if unknown:
+        raise FedcondError(f"unknown scenario {unknown[0]!r}; valid: {', '.join(s.name for s in SCENARIOS)}")
+    for scenario in (s for s in SCENARIOS if s.name in wanted):
+        config = scenario_config(scenario, args.quick, args.config, args.overrides)
+        available, why = dataset_availability(config.dataset)
+        if not available:
+            results["skipped"][scenario.name] = why
+        else:
+            print(f"[{PROG}] {scenario.name} ...", file=sys.stderr, flush=True)
+            results["scenarios"][scenario.name] = run_scenario(scenario, config, out / scenario.name)
+        results["checks"] = checks(results["scenarios"])
+        atomic_write_json(out / "results.json", results)
+    results["complete"] = True
+    results["peak_memory_mb"] = max(
+        (s["peak_memory_mb_process_tree"] for s in results["scenarios"].values()), default=None
+    )
+    atomic_write_json(out / "results.json", results)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| scenario | dataset | clients | strategy | rounds | accuracy % | upload MiB | download MiB | rejected | scenario s | peak MB (all processes) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in results["scenarios"].items():
+        for strategy, r in s["strategies"].items():
+            acc = "-" if r["final_accuracy"] is None else f"{r['final_accuracy']:.1f}"
+            lines.append(
+                f"| {name} | {s['dataset']} | {s['num_clients']} | {strategy} | {r['rounds']} | {acc} | "
+                f"{r['total_upload_bytes'] / 2**20:.2f} | {r['total_download_bytes'] / 2**20:.2f} | "
+                f"{len(r['rejected_partitions'])} | {s['seconds']:.0f} | {s['peak_memory_mb_process_tree']:.0f} |"
+            )
+    for name, why in results.get("skipped", {}).items():
+        lines.append(f"\n{name} skipped: {why}")
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
+    lines = [*measured_header(results, command)]
+    if results.get("quick"):
+        lines.append("**--quick run on digits: checks the script; these figures are not the benchmark.**\n")
+    lines.append(table(results))
+    checked = results.get("checks", {})
+    if checked:
+        lines += ["", "Targets: " + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items())]
+    if not results.get("complete", True):
+        lines.append("\nThe run was stopped early: these are the scenarios it finished.")
+    replace_readme_block(path, README_START, README_END, lines)
+
+
+def _brief(check: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in check.items() if k != "met")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="output folder (required unless --from-results)")
+    parser.add_argument("--config", default=FULL_CONFIG, help="base config of the Fashion-MNIST scenarios (default: %(default)s)")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="override a key of every scenario's config before the scenario's own (repeatable)")
+    parser.add_argument("--scenarios", help="comma-separated subset of: " + ", ".join(s.name for s in SCENARIOS))
+    parser.add_argument("--quick", action="store_true", help="digits, tiny budgets: checks the script, measures nothing")
+    parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
+    parser.add_argument("--from-results", metavar="results.json", help="do not run: report an earlier run")
+    args = parser.parse_args(argv)
+    if args.out is None and args.from_results is None:
+        parser.error("--out is required unless --from-results is given")
+    given = argv if argv is not None else sys.argv[1:]
+    command = f"python -m simulations.{PROG} {shlex.join(given)}".strip()
+    try:
+        if args.from_results:
+            try:
+                results = json.loads(Path(args.from_results).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise FedcondError(f"cannot read {args.from_results}: {exc}") from None
+            if not isinstance(results, dict) or results.get("benchmark") != "federated":
+                raise FedcondError(f"{args.from_results} is not a {PROG} results.json")
+            command = results.get("command", command)
+        else:
+            results = run(args, command)
+        print(table(results))
+        if args.update_readme:
+            update_readme(Path(args.update_readme), results, command)
+    except FedcondError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

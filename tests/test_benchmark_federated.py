@@ -1,0 +1,78 @@
+"""The federated benchmark's bookkeeping: targets computed from what was measured, README block, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simulations.benchmark_federated import README_END, README_START, SCENARIOS, checks, main, scenario_config, table
+
+
+def _strategy(accuracy: float, upload: int) -> dict:
+    return {"final_accuracy": accuracy, "rounds": 1, "accuracy_per_round": [accuracy], "total_upload_bytes": upload,
+            "total_download_bytes": 0, "rejected_partitions": [], "failed_clients": 0, "seconds": 1.0}  # fmt: skip
+
+
+def _scenario(**strategies: dict) -> dict:
+    return {"dataset": "digits", "num_clients": 10, "alpha": 0.1, "partitioner": "dirichlet", "ipc": 10,
+            "label_flip_clients": [], "defence": True, "seconds": 5.0, "peak_memory_mb_process_tree": 900.0,
+            "strategies": strategies}  # fmt: skip
+
+
+def _results() -> dict:
+    scenarios = {
+        "dirichlet-0.1": _scenario(fedcondense=_strategy(70.0, 1_000), fedavg=_strategy(60.0, 100_000),
+                                   hybrid=_strategy(66.0, 50_000)),  # fmt: skip
+        "dirichlet-0.5": _scenario(fedcondense=_strategy(80.0, 1_000), fedavg=_strategy(85.0, 100_000)),
+        "label-flip-defence-on": _scenario(fedcondense=_strategy(78.0, 1_000)),
+        "label-flip-defence-off": _scenario(fedcondense=_strategy(60.0, 1_000)),
+    }
+    return {"benchmark": "federated", "command": "python -m simulations.benchmark_federated --out X", "date": "2026-11-22",
+            "machine": {"cpu": "x", "cores": 2, "torch": "2", "device": "cpu"}, "quick": False, "complete": True,
+            "scenarios": scenarios, "skipped": {}, "checks": checks(scenarios), "peak_memory_mb": 900.0}  # fmt: skip
+
+
+def test_checks_follow_the_measurements() -> None:
+    got = _results()["checks"]
+    assert got["oneshot_vs_fedavg_alpha_0.1"] == {"fedcondense": 70.0, "fedavg": 60.0, "upload_ratio": 0.01, "met": True}
+    assert got["hybrid_vs_fedavg_alpha_0.1"] == {"gain_points": 6.0, "met": True}
+    assert got["label_flip_cost_with_defence"]["cost_points"] == 2.0 and got["label_flip_cost_with_defence"]["met"]
+    assert got["label_flip_cost_with_defence"]["defence_off"] == 60.0
+    worse = _results()["scenarios"]
+    worse["dirichlet-0.1"]["strategies"]["fedcondense"]["final_accuracy"] = 59.0
+    assert not checks(worse)["oneshot_vs_fedavg_alpha_0.1"]["met"]
+    assert checks({}) == {}
+
+
+def test_from_results_updates_only_the_readme_block(tmp_path: Path, capsys) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(_results()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{README_START}\nold\n{README_END}\nbottom\n")
+    assert main(["--from-results", str(results), "--update-readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("top\n") and text.endswith("bottom\n") and "old" not in text
+    assert "| dirichlet-0.1 | digits | 10 | hybrid | 1 | 66.0 |" in text
+    assert "python -m simulations.benchmark_federated --out X" in text and "--from-results" not in text
+    assert "hybrid_vs_fedavg_alpha_0.1: met" in text
+    assert capsys.readouterr().out.strip() == table(_results())
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["--from-results", str(tmp_path / "missing.json")]) == 2
+    assert main(["--out", str(tmp_path), "--scenarios", "dirichlet-9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "cannot read" in err[0] and "unknown scenario 'dirichlet-9'" in err[1]
+    with pytest.raises(SystemExit):
+        main([])
+
+
+def test_scenarios_build_valid_configs() -> None:
+    for scenario in SCENARIOS:
+        quick = scenario_config(scenario, True, "configs/federated-fashion-mnist.yaml")
+        full = scenario_config(scenario, False, "configs/federated-fashion-mnist.yaml", ["seed=3"])
+        assert quick.dataset.name == "digits" and full.seed == 3
+        assert full.dataset.name == ("digits" if scenario.digits else "fashion-mnist")
+    assert scenario_config(SCENARIOS[-1], False, "x.yaml").federated.num_clients == 100
