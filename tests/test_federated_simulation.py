@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 
 from fedcond.cli import main
 from fedcond.config import Config
@@ -70,3 +69,26 @@ def test_cli_federate_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["federate", "--set", "federated.strategies=fedsgd", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown strategy 'fedsgd'" in err
+
+
+def test_a_failed_run_keeps_the_earlier_results(tmp_path: Path, monkeypatch) -> None:
+    from fedcond.errors import FedcondError
+    from fedcond.federated import server_app
+
+    earlier = '{"run_id": "earlier", "complete": true, "strategies": {}}'
+    (tmp_path / "results.json").write_text(earlier)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("server cannot load its test set")
+
+    monkeypatch.setattr(server_app, "load_dataset", broken)
+    config = Config.load("configs/federated-digits.yaml", [*TINY, "federated.num_clients=2"])
+    try:
+        simulate(config, tmp_path)
+    except FedcondError as exc:
+        assert "failed before any strategy finished" in str(exc)
+    except RuntimeError as exc:  # Flower may also re-raise the ServerApp's exception
+        assert "cannot load its test set" in str(exc)
+    else:
+        raise AssertionError("a failed federation must not look successful")
+    assert (tmp_path / "results.json").read_text() == earlier

@@ -13,6 +13,7 @@ import logging
 import shlex
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,12 @@ RESULTS_COMMAND = "federate"
 PLOT_FILE = "accuracy_vs_upload.png"
 
 
-def run_federation(grid: Grid, config: Config, out: Path) -> dict[str, Any]:
-    """Run ``config.federated.strategies`` through ``grid``; write and return the results."""
+def run_federation(grid: Grid, config: Config, out: Path, *, run_id: str | None = None) -> dict[str, Any]:
+    """Run ``config.federated.strategies`` through ``grid``; write and return the results.
+
+    ``run_id`` (a fresh one when None) is recorded so a caller can tell this run's results from
+    an earlier run's in the same folder, which are only replaced once a strategy has finished.
+    """
     from strategies import STRATEGIES
     from strategies.context import ServerContext
 
@@ -41,6 +46,7 @@ def run_federation(grid: Grid, config: Config, out: Path) -> dict[str, Any]:
     context = ServerContext(config, load_dataset(config.dataset).test, device)
     f = config.federated
     results: dict[str, Any] = {
+        "run_id": run_id or uuid.uuid4().hex,
         "dataset": config.dataset.name,
         "num_clients": f.num_clients,
         "partitioner": {"name": f.partitioner, "alpha": f.alpha, "classes_per_client": f.classes_per_client},
@@ -112,13 +118,13 @@ def _strategy_results(
     }
 
 
-def make_server_app(config: Config, out: Path) -> ServerApp:
+def make_server_app(config: Config, out: Path, *, run_id: str | None = None) -> ServerApp:
     """A ServerApp bound to an already loaded config (``fedcond federate`` uses this one)."""
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, config, out)
+        run_federation(grid, config, out, run_id=run_id)
 
     return server_app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,9 @@ def simulate(config: Config, out: Path, *, client_app: Any = None, verbose: bool
         logging.getLogger("flwr").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", category=FutureWarning, module="ray")
     path = out / RESULTS_FILE
-    path.unlink(missing_ok=True)
+    run_id = uuid.uuid4().hex  # tells this run's results.json from an earlier one (never deleted)
     run_simulation(
-        server_app=make_server_app(config, out),
+        server_app=make_server_app(config, out, run_id=run_id),
         client_app=client_app or fedcond_client_app,
         num_supernodes=f.num_clients,
         backend_config={
@@ -43,7 +44,9 @@ def simulate(config: Config, out: Path, *, client_app: Any = None, verbose: bool
     try:
         results = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        raise FedcondError("the federation failed before any strategy finished (see the log above)") from None
+        results = {}
+    if results.get("run_id") != run_id:
+        raise FedcondError("the federation failed before any strategy finished (run with --verbose for Flower's log)")
     if not results.get("complete"):
         done = ", ".join(results.get("strategies", {})) or "none"
         raise FedcondError(f"the federation stopped early; finished strategies ({done}) are in {path}")
