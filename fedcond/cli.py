@@ -1,4 +1,4 @@
-"""The ``fedcond`` command line: condense, evaluate, show, federate, datasets.
+"""The ``fedcond`` command line: condense, evaluate, show, federate, continual, datasets.
 
 Every command reads one config (``--config FILE.yaml`` plus ``--set key=value`` overrides),
 writes ``--out DIR/results.json`` and prints a short table. Bad input of any kind ends with one
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     p.set_defaults(handler=cmd_federate)
 
+    p = sub.add_parser("continual", help="Avalanche: condensed replay memory against Avalanche's replay and GDumb")
+    _common(p, "continual")
+    p.set_defaults(handler=cmd_continual)
+
     p = sub.add_parser("datasets", help="list the datasets and whether they are available here")
     _common(p, "datasets")
     p.set_defaults(handler=cmd_datasets)
@@ -108,6 +112,23 @@ def cmd_federate(args: argparse.Namespace, config: Config, out: Path) -> None:
     headers = ["strategy", "rounds", "accuracy %", "upload MiB", "download MiB", "rejected", "failed", "seconds"]
     print_table(headers, rows)
     print(f"results: {out / 'results.json'}, plot: {out / 'accuracy_vs_upload.png'}")
+
+
+def cmd_continual(args: argparse.Namespace, config: Config, out: Path) -> None:
+    from fedcond.continual.runner import PLOT_FILE, run_continual
+    from fedcond.report import print_table
+
+    results = run_continual(config, out)
+    rows = [
+        [name, f"{m['final_average_accuracy']:.2f} ± {m['final_average_accuracy_std']:.2f}",
+         f"{m['forgetting']:.2f} ± {m['forgetting_std']:.2f}", m["memory_size"],
+         sum(m["condense_seconds_per_experience"]) / len(m["condense_seconds_per_experience"]),
+         sum(m["train_seconds_per_experience"]) / len(m["train_seconds_per_experience"])]
+        for name, m in results["methods"].items()
+    ]  # fmt: skip
+    print(f"{results['benchmark']}, {results['experiences']} experiences, memory {results['mem_size']}, seeds {results['seeds']}")
+    print_table(["method", "avg accuracy %", "forgetting %", "memory", "condense s/exp", "train s/exp"], rows)
+    print(f"results: {out / 'results.json'}, plot: {out / PLOT_FILE}")
 
 
 def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:

@@ -144,6 +144,47 @@ class FederatedConfig:
 
 
 @dataclass
+class ContinualConfig:
+    """``fedcond continual``: the class-incremental benchmark, the methods compared and their budgets."""
+
+    #: Methods run on the same benchmark, each from the same initial model: condensed,
+    #: condensed-gdumb, replay, class-balanced, herding, gdumb, naive.
+    methods: list[str] = field(
+        default_factory=lambda: ["condensed", "condensed-gdumb", "replay", "class-balanced", "herding", "gdumb"]
+    )
+    #: Experiences: the dataset's classes split evenly (mnist/fashion-mnist use Avalanche's
+    #: SplitMNIST/SplitFMNIST, other datasets its class_incremental_benchmark over tensors).
+    experiences: int = 5
+    #: Fixed class order, or null: each seed draws its own.
+    class_order: list[int] | None = None
+    #: The model every method trains (a fedcond model name) and its constructor's options, e.g.
+    #: ``{norm: batchnorm}``: the instance-norm ConvNet trains unstably on 8x8 digits in small
+    #: continual batches.
+    model: str = "convnet"
+    model_params: dict[str, Any] = field(default_factory=dict)
+    #: Replay memory budget in samples, the same for every method that keeps one.
+    mem_size: int = 100
+    #: Seeds: each gives its own class order (unless fixed), initial model and memory.
+    seeds: int = 3
+    #: Training on each experience: epochs and SGD settings; the minibatch of new data and, for
+    #: replay methods, of memory samples (the same for all of them).
+    train_epochs: int = 1
+    train_mb_size: int = 32
+    batch_size_mem: int = 32
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    #: GDumb-style methods (gdumb, condensed-gdumb) retrain from scratch on the memory for this many epochs.
+    gdumb_epochs: int = 50
+    #: Condensed memory: condense through random networks (``random``, the condense section's feature
+    #: map) or the current model mixed with random ones (``model``); shrink older classes by
+    #: condensing again from what is held (``recondense``) or by herding selection (``select``).
+    features: str = "random"
+    shrink: str = "recondense"
+    random_fraction: float = 0.5
+
+
+@dataclass
 class Config:
     """The whole experiment."""
 
@@ -156,6 +197,7 @@ class Config:
     condense: CondenseConfig = field(default_factory=CondenseConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     federated: FederatedConfig = field(default_factory=FederatedConfig)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -247,6 +289,7 @@ class Config:
         _check(e.lr > 0 and e.batch_size >= 1, "evaluation.lr must be > 0 and evaluation.batch_size >= 1")
         _check(e.weight_decay >= 0 and 0 <= e.momentum < 1, "evaluation.weight_decay >= 0, momentum in [0, 1)")
         self._validate_federated()
+        self._validate_continual()
 
     def _validate_federated(self) -> None:
         from strategies import STRATEGIES
@@ -272,6 +315,32 @@ class Config:
         _check(0 < f.defence_ratio < 1, "federated.defence_ratio must be in (0, 1)")
         _check(f.num_cpus > 0 and f.num_gpus >= 0, "federated.num_cpus must be > 0 and num_gpus >= 0")
         _check(f.timeout > 0, "federated.timeout must be > 0")
+
+
+    def _validate_continual(self) -> None:
+        from fedcond.continual.methods import CONTINUAL_METHODS
+
+        k = self.continual
+        _check(len(k.methods) >= 1, "continual.methods must name at least one method")
+        for name in k.methods:
+            CONTINUAL_METHODS.get(name)
+        _check(len(set(k.methods)) == len(k.methods), "continual.methods names a method twice")
+        _check(k.experiences >= 1, "continual.experiences must be at least 1")
+        from fedcond.models import MODELS
+
+        MODELS.get(k.model)
+        _check(
+            k.class_order is None or len(set(k.class_order)) == len(k.class_order),
+            "continual.class_order names a class twice",
+        )
+        _check(k.mem_size >= 1, "continual.mem_size must be at least 1")
+        _check(k.seeds >= 1, "continual.seeds must be at least 1")
+        _check(k.train_epochs >= 1 and k.gdumb_epochs >= 1, "continual.train_epochs and gdumb_epochs must be >= 1")
+        _check(k.train_mb_size >= 1 and k.batch_size_mem >= 1, "continual.train_mb_size and batch_size_mem must be >= 1")
+        _check(k.lr > 0 and 0 <= k.momentum < 1 and k.weight_decay >= 0, "continual.lr must be > 0, momentum in [0, 1), weight_decay >= 0")
+        _choice("continual.features", k.features, ("random", "model"))
+        _choice("continual.shrink", k.shrink, ("recondense", "select"))
+        _check(0 <= k.random_fraction <= 1, "continual.random_fraction must be in [0, 1]")
 
 
 def _check(ok: bool, message: str) -> None:

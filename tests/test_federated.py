@@ -298,7 +298,7 @@ def test_proximal_term_pulls_towards_the_start(digits, fast_config) -> None:
         start = [p.detach().clone() for p in net.parameters()]
         fit(net, digits.train.images[:256], digits.train.labels[:256], cfg=cfg, dsa_strategy=None, device=CPU,
             seed=0, decay=False, proximal_mu=mu)  # fmt: skip
-        return float(sum(((p - s) ** 2).sum() for p, s in zip(net.parameters(), start)))
+        return float(sum(((p.detach() - s) ** 2).sum() for p, s in zip(net.parameters(), start)))
 
     assert drift(10.0) < 0.5 * drift(0.0)
 

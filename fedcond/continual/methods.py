@@ -1,0 +1,145 @@
+"""Continual-learning methods compared by ``fedcond continual``, registered by name.
+
+Each builder turns (model, settings) into an Avalanche strategy; every replay method gets the same
+memory budget and the same minibatches of new data and of memory. Avalanche is imported inside the
+builders so that validating a config does not pay for importing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from fedcond.config import Config
+from fedcond.registry import Registry
+
+
+@dataclass
+class MethodSettings:
+    """What every method shares: the config, the device, the evaluation plugin."""
+
+    config: Config
+    device: torch.device
+    evaluator: Any
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        k = self.config.continual
+        return torch.optim.SGD(model.parameters(), lr=k.lr, momentum=k.momentum, weight_decay=k.weight_decay)
+
+    def common(self, model: nn.Module, *, epochs: int | None = None) -> dict[str, Any]:
+        k = self.config.continual
+        return {
+            "model": model,
+            "optimizer": self.optimizer(model),
+            "criterion": nn.CrossEntropyLoss(),
+            "train_mb_size": k.train_mb_size,
+            "train_epochs": epochs or k.train_epochs,
+            "eval_mb_size": 256,
+            "device": self.device,
+            "evaluator": self.evaluator,
+        }
+
+    def replay(self, storage_policy: Any = None) -> Any:
+        """Avalanche's ReplayPlugin with explicit batch sizes (its defaults double the batch)."""
+        from avalanche.training.plugins import ReplayPlugin
+
+        k = self.config.continual
+        return ReplayPlugin(
+            mem_size=k.mem_size,
+            batch_size=k.train_mb_size,
+            batch_size_mem=k.batch_size_mem,
+            storage_policy=storage_policy,
+        )
+
+    def condensed_kwargs(self) -> dict[str, Any]:
+        k = self.config.continual
+        return {"features": k.features, "shrink": k.shrink, "random_fraction": k.random_fraction, "device": self.device}
+
+
+#: A method: ``(model, settings) -> (Avalanche strategy, the storage policy holding its memory or None)``.
+ContinualMethod = Callable[[nn.Module, MethodSettings], tuple[Any, Any]]
+CONTINUAL_METHODS: Registry[ContinualMethod] = Registry("continual method")
+register_continual_method = CONTINUAL_METHODS.register
+
+
+@register_continual_method("naive")
+def build_naive(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+    """Fine-tuning on each experience, no memory: the lower bound."""
+    from avalanche.training.supervised import Naive
+
+    return Naive(**s.common(model)), None
+
+
+@register_continual_method("replay")
+def build_replay(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+    """Avalanche's default replay: ReplayPlugin's experience-balanced random (reservoir) buffer."""
+    from avalanche.training.supervised import Naive
+
+    plugin = s.replay()
+    return Naive(**s.common(model), plugins=[plugin]), plugin.storage_policy
+
+
+@register_continual_method("class-balanced")
+def build_class_balanced(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+    """Replay from Avalanche's ClassBalancedBuffer: random samples, equal share per class seen."""
+    from avalanche.training.storage_policy import ClassBalancedBuffer
+    from avalanche.training.supervised import Naive
+
+    plugin = s.replay(ClassBalancedBuffer(max_size=s.config.continual.mem_size, adaptive_size=True))
+    return Naive(**s.common(model), plugins=[plugin]), plugin.storage_policy
+
+
+@register_continual_method("herding")
+def build_herding(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+    """Replay from Avalanche's ParametricBuffer per class with herding (iCaRL) in the model's features."""
+    from avalanche.training.storage_policy import HerdingSelectionStrategy, ParametricBuffer
+    from avalanche.training.supervised import Naive
+
+    class FlatHerding(HerdingSelectionStrategy):
+        # Avalanche's herding sums distances over dim 1: a conv layer's [N, C, H, W] output must be flattened.
+        def make_sorted_indices_from_features(self, features: torch.Tensor) -> list[int]:
+            return super().make_sorted_indices_from_features(features.flatten(1))
+
+    layer = getattr(model, "embedding_layer", "features")
+    selection = FlatHerding(model, layer)
+    plugin = s.replay(ParametricBuffer(max_size=s.config.continual.mem_size, groupby="class", selection_strategy=selection))
+    return Naive(**s.common(model), plugins=[plugin]), plugin.storage_policy
+
+
+@register_continual_method("gdumb")
+def build_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+    """Avalanche's GDumb: a class-balanced random memory, the model retrained from scratch on it."""
+    from avalanche.training.supervised import GDumb
+
+    strategy = GDumb(**s.common(model, epochs=s.config.continual.gdumb_epochs), mem_size=s.config.continual.mem_size)
+    plugin = next(p for p in strategy.plugins if hasattr(p, "storage_policy"))
+    return strategy, plugin.storage_policy
+
+
+@register_continual_method("condensed")
+def build_condensed(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+    """Replay from a condensed memory (fedcond's CondensedBuffer), same batches as the other replays."""
+    from avalanche.training.supervised import Naive
+
+    from fedcond.continual.plugins import CondensedReplayPlugin
+
+    k = s.config.continual
+    plugin = CondensedReplayPlugin(
+        mem_size=k.mem_size, config=s.config, batch_size=k.train_mb_size, batch_size_mem=k.batch_size_mem, **s.condensed_kwargs()
+    )
+    return Naive(**s.common(model), plugins=[plugin]), plugin.storage_policy
+
+
+@register_continual_method("condensed-gdumb")
+def build_condensed_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+    """GDumb's protocol on a condensed memory: retrain from scratch on the memory only."""
+    from avalanche.training.supervised import Naive
+
+    from fedcond.continual.plugins import CondensedGDumbPlugin
+
+    plugin = CondensedGDumbPlugin(mem_size=s.config.continual.mem_size, config=s.config, **s.condensed_kwargs())
+    return Naive(**s.common(model, epochs=s.config.continual.gdumb_epochs), plugins=[plugin]), plugin.storage_policy

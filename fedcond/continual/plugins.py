@@ -1,0 +1,107 @@
+"""When the condensed memory is used: thin Avalanche plugins around :class:`CondensedBuffer`.
+
+* :class:`CondensedReplayPlugin`: experience replay (Avalanche's ``ReplayPlugin``) whose storage
+  policy is a :class:`CondensedBuffer`; ``Naive(..., plugins=[CondensedReplayPlugin(mem_size=100)])``.
+* :class:`CondensedGDumbPlugin`: GDumb's protocol (Prabhu et al. 2020) on a condensed memory: before
+  each experience's training the model is reset to its initial weights and trained on the memory only.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from avalanche.training.plugins import ReplayPlugin, SupervisedPlugin
+
+from fedcond.config import Config
+from fedcond.continual.storage import CondensedBuffer
+from fedcond.errors import ConfigError
+
+
+def _buffer(mem_size: int, config: Config | None, storage_policy: CondensedBuffer | None, **kwargs: Any) -> CondensedBuffer:
+    if storage_policy is None:
+        return CondensedBuffer(mem_size, config, **kwargs)
+    if storage_policy.max_size != mem_size:
+        raise ConfigError(f"storage_policy.max_size {storage_policy.max_size} differs from mem_size {mem_size}")
+    return storage_policy
+
+
+class CondensedReplayPlugin(ReplayPlugin):
+    """Experience replay from a class-balanced memory of ``mem_size`` condensed samples.
+
+    Avalanche's ``ReplayPlugin`` defaults both ``batch_size`` and ``batch_size_mem`` to the strategy's
+    ``train_mb_size``, so once the memory is used every step sees twice the batch (and twice the
+    learning signal) of the first experience. Here the defaults split ``train_mb_size`` instead:
+    half new data, half memory. Pass both explicitly to reproduce Avalanche's behaviour.
+    Further keyword arguments (``features``, ``shrink``, ``random_fraction``, ``device``) go to
+    :class:`CondensedBuffer`.
+    """
+
+    def __init__(
+        self,
+        mem_size: int = 200,
+        config: Config | None = None,
+        *,
+        batch_size: int | None = None,
+        batch_size_mem: int | None = None,
+        task_balanced_dataloader: bool = False,
+        storage_policy: CondensedBuffer | None = None,
+        **buffer_kwargs: Any,
+    ) -> None:
+        policy = _buffer(mem_size, config, storage_policy, **buffer_kwargs)
+        super().__init__(
+            mem_size=mem_size,
+            batch_size=batch_size,
+            batch_size_mem=batch_size_mem,
+            task_balanced_dataloader=task_balanced_dataloader,
+            storage_policy=policy,
+        )
+        self._split_batch = batch_size is None and batch_size_mem is None
+
+    def before_training_exp(self, strategy: Any, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False, **kwargs: Any) -> None:
+        if self._split_batch:
+            mem = max(1, strategy.train_mb_size // 2)
+            self.batch_size, self.batch_size_mem = max(1, strategy.train_mb_size - mem), mem
+        super().before_training_exp(strategy, num_workers=num_workers, shuffle=shuffle, drop_last=drop_last, **kwargs)
+        if self._split_batch:
+            self.batch_size = self.batch_size_mem = None
+
+    def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        # ReplayPlugin calls the storage policy's deprecated update(); post_adapt is its replacement.
+        self.storage_policy.post_adapt(strategy, strategy.experience)
+
+
+class CondensedGDumbPlugin(SupervisedPlugin):
+    """GDumb on a condensed memory: the model restarts from its initial weights at every experience
+    and trains on the memory only (the strategy's ``train_epochs`` over ``mem_size`` samples).
+
+    Like Avalanche's ``GDumbPlugin``, the memory is updated before training, from the experience
+    just received; the optimizer's state (momentum) is dropped with the reset.
+    """
+
+    def __init__(
+        self,
+        mem_size: int = 200,
+        config: Config | None = None,
+        *,
+        storage_policy: CondensedBuffer | None = None,
+        **buffer_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.mem_size = mem_size
+        self.storage_policy = _buffer(mem_size, config, storage_policy, **buffer_kwargs)
+        self._initial_state: dict[str, torch.Tensor] | None = None
+
+    def before_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
+        if self._initial_state is None:
+            self._initial_state = copy.deepcopy(strategy.model.state_dict())
+        else:
+            strategy.model.load_state_dict(self._initial_state)
+            # Avalanche keeps the optimizer's state across experiences: a restart must drop momentum too.
+            if getattr(strategy, "optimizer", None) is not None:
+                strategy.optimizer.state.clear()
+
+    def after_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
+        self.storage_policy.post_adapt(strategy, strategy.experience)
+        strategy.adapted_dataset = self.storage_policy.buffer

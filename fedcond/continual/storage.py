@@ -1,0 +1,255 @@
+"""What the condensed replay memory keeps: an Avalanche storage policy holding synthetic sets.
+
+Mirrors Avalanche's split between storage policies (what is kept) and plugins (when it is used):
+:class:`CondensedBuffer` only decides the memory's content; :mod:`fedcond.continual.plugins`
+wires it into training. The condenser itself knows nothing about Avalanche: this module turns an
+experience into an :class:`~fedcond.data.base.ImageDataset`, calls :func:`fedcond.condense`, and
+turns the synthetic images back into an Avalanche dataset with the benchmark's item layout.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Any
+
+import torch
+from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+from avalanche.benchmarks.utils.data_attribute import DataAttribute
+from avalanche.training.storage_policy import ExemplarsBuffer
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from fedcond.config import Config
+from fedcond.data.base import ImageDataset
+from fedcond.device import resolve_device
+from fedcond.errors import ConfigError, DataError
+
+FEATURE_SOURCES = ("random", "model")
+SHRINK_MODES = ("recondense", "select")
+
+
+@dataclasses.dataclass
+class ExperienceData:
+    """An experience's samples as tensors, in the space the model sees them (eval transforms)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    task_labels: torch.Tensor | None  # None when the benchmark's items are (x, y)
+
+
+def experience_tensors(dataset: Any, batch_size: int = 512) -> ExperienceData:
+    """Read an Avalanche experience dataset into tensors, checking it is an image classification set.
+
+    The eval transform group is used: the memory must hold what the model is fed, not one random
+    augmentation of it (training-time augmentation still applies to the memory's batches).
+    """
+    if getattr(dataset, "targets", None) is None:
+        raise DataError("condensed memory needs a classification benchmark: the experience's dataset has no targets")
+    if len(dataset) == 0:
+        return ExperienceData(torch.empty(0), torch.empty(0, dtype=torch.int64), None)
+    view = dataset.eval() if hasattr(dataset, "eval") else dataset
+    loader = DataLoader(view, batch_size=batch_size, shuffle=False, collate_fn=getattr(view, "collate_fn", None))
+    images, labels, tasks = [], [], []
+    width = None
+    for batch in loader:
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise DataError("condensed memory needs (x, y[, task]) items; the experience's dataset yields something else")
+        width = len(batch)
+        images.append(torch.as_tensor(batch[0]))
+        labels.append(torch.as_tensor(batch[1]))
+        if width > 2:
+            tasks.append(torch.as_tensor(batch[2]))
+    x, y = torch.cat(images), torch.cat(labels)
+    if x.ndim != 4 or not x.is_floating_point():
+        raise DataError(f"condensed memory condenses images [N, C, H, W] (float); the benchmark yields {x.dtype} {tuple(x.shape)}")
+    if y.ndim != 1 or y.is_floating_point():
+        raise DataError("condensed memory needs integer class labels; the benchmark yields " + f"{y.dtype} {tuple(y.shape)}")
+    if int(y.min()) < 0:
+        raise DataError(f"class labels must be >= 0, found {int(y.min())}")
+    return ExperienceData(x.float().contiguous(), y.long(), torch.cat(tasks).long() if tasks else None)
+
+
+def class_quota(max_size: int, num_classes: int) -> int:
+    """Samples per class of a class-balanced memory of ``max_size`` (the remainder stays unused)."""
+    if num_classes > max_size:
+        raise ConfigError(
+            f"mem_size {max_size} is smaller than the {num_classes} classes seen so far: a class-balanced "
+            "memory needs at least one sample per class"
+        )
+    return max_size // num_classes
+
+
+class CondensedBuffer(ExemplarsBuffer):
+    """A class-balanced replay memory of at most ``max_size`` condensed samples.
+
+    After each experience (``post_adapt``) the experience's classes are condensed with
+    ``config.condense`` at the per-class quota ``max_size // classes seen``; the classes already held
+    are first shrunk to the new quota, by condensing again from the images held (``recondense``)
+    or by herding selection among them (``select``). ``features="model"`` condenses through the
+    strategy's current model (its ``embed``), mixed with random networks as FedDM/FedAF clients do;
+    ``"random"`` uses the configured feature map (random networks, DM/M3D).
+
+    :attr:`buffer` is an Avalanche dataset whose items have the experience's layout: ``(x, y, t)``
+    when the benchmark yields task labels, ``(x, y)`` otherwise. It is rebuilt from the per-class
+    tensors, so setting it from outside is refused (Avalanche's ``BalancedExemplarsBuffer`` setter
+    silently does nothing; this one says so).
+    """
+
+    def __init__(
+        self,
+        max_size: int,
+        config: Config | None = None,
+        *,
+        features: str = "random",
+        shrink: str = "recondense",
+        random_fraction: float = 0.5,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(max_size, int) or max_size < 1:
+            raise ConfigError(f"mem_size must be a positive integer, got {max_size!r}")
+        if features not in FEATURE_SOURCES:
+            raise ConfigError(f"features must be one of {', '.join(FEATURE_SOURCES)}; got {features!r}")
+        if shrink not in SHRINK_MODES:
+            raise ConfigError(f"shrink must be one of {', '.join(SHRINK_MODES)}; got {shrink!r}")
+        if not 0.0 <= random_fraction <= 1.0:
+            raise ConfigError(f"random_fraction must be in [0, 1], got {random_fraction}")
+        config = config if config is not None else Config()
+        config.validate()
+        if config.condense.factor != 1:
+            raise ConfigError("condensed memory counts stored images: condense.factor must be 1 (a factorised image decodes into several)")
+        if config.condense.soft_labels:
+            raise ConfigError("condensed memory keeps hard labels (replay batches mix memory and new data); set condense.soft_labels: false")
+        super().__init__(max_size)
+        self.config = config
+        self.features = features
+        self.shrink = shrink
+        self.random_fraction = float(random_fraction)
+        self.device = resolve_device(config.device) if device is None else torch.device(device)
+        self._images: dict[int, torch.Tensor] = {}
+        self._task: dict[int, int] = {}
+        self._with_tasks: bool | None = None
+        self._cached: Any = None
+        self._updates = 0
+        #: Seconds spent condensing (and shrinking) in each ``post_adapt`` call, in order.
+        self.condense_seconds: list[float] = []
+
+    # ------------------------------------------------------------------ the memory
+    @property
+    def classes(self) -> list[int]:
+        return sorted(self._images)
+
+    def class_sizes(self) -> dict[int, int]:
+        return {c: len(self._images[c]) for c in self.classes}
+
+    @property
+    def buffer(self) -> Any:
+        if self._cached is None:
+            self._cached = self._make_dataset()
+        return self._cached
+
+    @buffer.setter
+    def buffer(self, new_buffer: Any) -> None:
+        # ExemplarsBuffer.__init__ assigns an empty dataset; anything else would be lost silently.
+        if len(new_buffer) != 0:
+            raise AttributeError("CondensedBuffer.buffer is built from its condensed sets and cannot be assigned")
+
+    def _make_dataset(self) -> Any:
+        if not self._images:
+            return _make_taskaware_tensor_classification_dataset(torch.empty(0, 1, 1, 1), torch.empty(0, dtype=torch.int64))
+        x = torch.cat([self._images[c] for c in self.classes])
+        y = torch.cat([torch.full((len(self._images[c]),), c, dtype=torch.int64) for c in self.classes])
+        if self._with_tasks is False:
+            return ClassificationDataset([TensorDataset(x, y)], data_attributes=[DataAttribute(y, "targets")])
+        t = torch.cat([torch.full((len(self._images[c]),), self._task[c], dtype=torch.int64) for c in self.classes])
+        return _make_taskaware_tensor_classification_dataset(x, y, task_labels=t, targets=y)
+
+    # ------------------------------------------------------------------ Avalanche hooks
+    def post_adapt(self, agent: Any, exp: Any) -> None:
+        """Condense the experience's classes into the memory, shrinking the classes already held."""
+        data = experience_tensors(exp.dataset)
+        if len(data.labels) == 0:
+            return
+        started = time.perf_counter()
+        if self._with_tasks is None:
+            self._with_tasks = data.task_labels is not None
+        new_classes = sorted(int(c) for c in data.labels.unique())
+        quota = class_quota(self.max_size, len(set(self._images) | set(new_classes)))
+        network = self._network(agent)
+        for c in self.classes:
+            if c not in new_classes and len(self._images[c]) > quota:
+                self._images[c] = self._reduce(self._images[c], quota, network)
+        for c in new_classes:
+            mask = data.labels == c
+            real = data.images[mask]
+            if c in self._images:  # a class seen again: condense what is held together with the new samples
+                real = torch.cat([self._images[c], real])
+            self._images[c] = self._condense(real, quota, network, self.config.condense.method)
+            if data.task_labels is not None:
+                self._task[c] = int(data.task_labels[mask][0])
+        self._cached = None
+        self._updates += 1
+        self.condense_seconds.append(time.perf_counter() - started)
+
+    def resize(self, strategy: Any, new_size: int) -> None:
+        """Change ``max_size``; held classes are shrunk to the new quota."""
+        if not isinstance(new_size, int) or new_size < 1:
+            raise ConfigError(f"mem_size must be a positive integer, got {new_size!r}")
+        self.max_size = new_size
+        if not self._images:
+            return
+        quota = class_quota(new_size, len(self._images))
+        network = self._network(strategy)
+        for c in self.classes:
+            if len(self._images[c]) > quota:
+                self._images[c] = self._reduce(self._images[c], quota, network)
+        self._cached = None
+
+    # ------------------------------------------------------------------ condensation
+    def _network(self, agent: Any) -> nn.Module | None:
+        if self.features == "random":
+            return None
+        model = getattr(agent, "model", None)
+        if model is None or not callable(getattr(model, "embed", None)):
+            raise ConfigError(
+                "features='model' condenses through the strategy model's embed(x) method; "
+                f"{type(model).__name__} has none (use features='random' or a fedcond model)"
+            )
+        return model
+
+    def _reduce(self, held: torch.Tensor, quota: int, network: nn.Module | None) -> torch.Tensor:
+        method = "herding" if self.shrink == "select" else self.config.condense.method
+        return self._condense(held, quota, network, method)
+
+    def _condense(self, images: torch.Tensor, quota: int, network: nn.Module | None, method: str) -> torch.Tensor:
+        """``quota`` synthetic images of one class, condensed from ``images`` (all of that class)."""
+        from fedcond.condense import condense  # the condensers import heavy registries
+
+        if len(images) <= quota:
+            return images.clone()  # nothing to condense: a memory never holds more than its source
+        data = ImageDataset(
+            images=images.cpu(),
+            labels=torch.zeros(len(images), dtype=torch.int64),
+            num_classes=1,
+            name="experience",
+            mean=(0.0,) * images.shape[1],
+            std=(1.0,) * images.shape[1],
+        )
+        condense_cfg = dataclasses.replace(self.config.condense, method=method, ipc=quota, init="real")
+        if network is not None:
+            condense_cfg = dataclasses.replace(
+                condense_cfg,
+                feature_map="mixed-embedding",
+                feature_params={"random_fraction": self.random_fraction, "network": copy.deepcopy(network)},
+                # the condenser freezes the network it is given: a copy, not the model being trained
+                pool_networks=0,  # the trained network changes every experience: nothing to cache
+            )
+        # A different seed per update and class, so memories of successive experiences are not
+        # condensed through the same random networks.
+        seed = self.config.seed * 1_000_003 + self._updates * 1_009 + len(self._images)
+        config = dataclasses.replace(self.config, condense=condense_cfg, seed=seed)
+        synthetic = condense(data, config, device=self.device, progress=False)
+        return synthetic.images.detach().cpu().float()
+

@@ -1,0 +1,329 @@
+"""Condensed replay memory in Avalanche: the storage policy, the plugins, the benchmarks, the command."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+from avalanche.training.plugins import SupervisedPlugin
+from avalanche.training.supervised import Naive
+from sklearn.datasets import load_digits
+from torch.utils.data import TensorDataset
+
+from fedcond.cli import main
+from fedcond.config import Config
+from fedcond.continual import CondensedBuffer, CondensedGDumbPlugin, CondensedReplayPlugin
+from fedcond.continual.benchmarks import build_benchmark
+from fedcond.errors import ConfigError, DataError
+from fedcond.models import build_model
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def continual_config(**continual: Any) -> Config:
+    """Digits, tiny condensation and training budgets (seconds per test)."""
+    return Config.from_dict({
+        "progress": False,
+        "device": "cpu",
+        "condense": {"iterations": 5, "batch_real": 32, "pool_networks": 0, "discrepancy": "mmd-linear"},
+        "continual": {"seeds": 1, "train_epochs": 2, "gdumb_epochs": 3, "model_params": {"norm": "batchnorm"}, **continual},
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Any:
+    return build_benchmark(continual_config(), seed=0)
+
+
+def model_for(scenario: Any) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model("convnet", channels=1, num_classes=10, image_size=(8, 8), norm="batchnorm")
+
+
+def naive(model: torch.nn.Module, plugins: list, epochs: int = 2, mb: int = 32) -> Naive:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return Naive(model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(), train_mb_size=mb,
+                 train_epochs=epochs, eval_mb_size=256, device="cpu", plugins=plugins, evaluator=None)  # fmt: skip
+
+
+class BatchSpy(SupervisedPlugin):
+    """Records the labels and size of every training minibatch, per experience."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[torch.Tensor] = []
+        self.sizes: list[list[int]] = []
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        self.labels.append(torch.empty(0, dtype=torch.int64))
+        self.sizes.append([])
+
+    def before_forward(self, strategy: Any, **kwargs: Any) -> None:
+        self.labels[-1] = torch.cat([self.labels[-1], strategy.mb_y.cpu()])
+        self.sizes[-1].append(len(strategy.mb_y))
+
+
+def accuracy(model: torch.nn.Module, stream: Any, upto: int) -> float:
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for exp in list(stream)[: upto + 1]:
+            x = torch.stack([exp.dataset[i][0] for i in range(len(exp.dataset))])
+            y = torch.tensor([int(exp.dataset[i][1]) for i in range(len(exp.dataset))])
+            correct += int((model(x).argmax(1) == y).sum())
+            total += len(y)
+    return 100 * correct / total
+
+
+# ---------------------------------------------------------------------------- the storage policy
+
+
+def test_buffer_is_class_balanced_condensed_and_shrinks_old_classes(scenario: Any) -> None:
+    buffer = CondensedBuffer(20, continual_config())
+    stream = scenario.scenario.train_stream
+    agent = SimpleNamespace(model=None)
+    buffer.post_adapt(agent, stream[0])
+    first = sorted(stream[0].classes_in_this_experience)
+    assert buffer.class_sizes() == {c: 10 for c in first}
+    held_before = {c: buffer._images[c].clone() for c in first}
+    buffer.post_adapt(agent, stream[1])
+    classes = sorted(first + sorted(stream[1].classes_in_this_experience))
+    assert buffer.class_sizes() == {c: 5 for c in classes}
+    assert len(buffer.buffer) == 20 and len(buffer.condense_seconds) == 2
+
+    # Items have the benchmark's (x, y, t) layout, labels match the targets attribute.
+    x, y, t = buffer.buffer[0]
+    assert x.shape == (1, 8, 8) and isinstance(t, int) and t == 0
+    assert sorted(set(int(v) for v in buffer.buffer.targets)) == classes
+    # Condensed, not copied: the images moved away from every real sample of their class.
+    real = torch.cat([exp.dataset.eval()[i][0][None] for exp in stream[:2] for i in range(len(exp.dataset))])
+    nearest = torch.cdist(buffer._images[first[0]].flatten(1), real.flatten(1)).min(1).values
+    assert float(nearest.min()) > 1e-3
+    # Re-condensed from what was held: 5 images, none equal to the 10 held before.
+    assert not any(torch.equal(a, b) for a in buffer._images[first[0]] for b in held_before[first[0]])
+
+
+def test_select_shrink_keeps_a_subset_of_what_was_held(scenario: Any) -> None:
+    buffer = CondensedBuffer(20, continual_config(), shrink="select")
+    stream, agent = scenario.scenario.train_stream, SimpleNamespace(model=None)
+    buffer.post_adapt(agent, stream[0])
+    c = sorted(stream[0].classes_in_this_experience)[0]
+    held = buffer._images[c].clone()
+    buffer.post_adapt(agent, stream[1])
+    kept = buffer._images[c]
+    assert len(kept) == 5 and all(any(torch.equal(k, h) for h in held) for k in kept)
+
+
+def test_resize_shrinks_to_the_new_quota(scenario: Any) -> None:
+    buffer = CondensedBuffer(20, continual_config(), shrink="select")
+    buffer.post_adapt(SimpleNamespace(model=None), scenario.scenario.train_stream[0])
+    buffer.resize(SimpleNamespace(model=None), 8)
+    assert buffer.max_size == 8 and set(buffer.class_sizes().values()) == {4} and len(buffer.buffer) == 8
+
+
+def test_model_features_leave_the_model_trainable(scenario: Any) -> None:
+    model = model_for(scenario)
+    model.train()
+    buffer = CondensedBuffer(10, continual_config(), features="model")
+    buffer.post_adapt(SimpleNamespace(model=model), scenario.scenario.train_stream[0])
+    assert len(buffer.buffer) == 10
+    assert model.training and all(p.requires_grad for p in model.parameters())
+
+
+def test_model_features_need_an_embedding(scenario: Any) -> None:
+    buffer = CondensedBuffer(10, continual_config(), features="model")
+    with pytest.raises(ConfigError, match="embed"):
+        buffer.post_adapt(SimpleNamespace(model=torch.nn.Linear(64, 10)), scenario.scenario.train_stream[0])
+
+
+def test_bad_input_is_refused_with_a_clear_error(scenario: Any) -> None:
+    with pytest.raises(ConfigError, match="smaller than the 2 classes"):
+        CondensedBuffer(1, continual_config()).post_adapt(SimpleNamespace(model=None), scenario.scenario.train_stream[0])
+    no_targets = SimpleNamespace(dataset=TensorDataset(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.int64)))
+    with pytest.raises(DataError, match="no targets"):
+        CondensedBuffer(10, continual_config()).post_adapt(SimpleNamespace(model=None), no_targets)
+    flat = _make_taskaware_tensor_classification_dataset(torch.zeros(4, 64), torch.tensor([0, 0, 1, 1]))
+    with pytest.raises(DataError, match=r"images \[N, C, H, W\]"):
+        CondensedBuffer(10, continual_config()).post_adapt(SimpleNamespace(model=None), SimpleNamespace(dataset=flat))
+    with pytest.raises(ConfigError, match="mem_size"):
+        CondensedBuffer(0, continual_config())
+    with pytest.raises(ConfigError, match="factor"):
+        CondensedBuffer(10, Config.from_dict({"condense": {"factor": 2}}))
+    with pytest.raises(ConfigError, match="shrink"):
+        CondensedBuffer(10, continual_config(), shrink="drop")
+    buffer = CondensedBuffer(10, continual_config())
+    with pytest.raises(AttributeError, match="cannot be assigned"):
+        buffer.buffer = scenario.scenario.train_stream[0].dataset
+
+
+def test_items_without_task_labels_keep_that_layout() -> None:
+    from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+    from avalanche.benchmarks.utils.data_attribute import DataAttribute
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images[:200], dtype=torch.float32)[:, None] / 16
+    y = torch.tensor(bunch.target[:200])
+    pairs = ClassificationDataset([TensorDataset(x, y)], data_attributes=[DataAttribute(y, "targets")])
+    buffer = CondensedBuffer(20, continual_config())
+    buffer.post_adapt(SimpleNamespace(model=None), SimpleNamespace(dataset=pairs))
+    assert len(buffer.buffer[0]) == 2 and len(buffer.buffer) == 20
+
+
+# ---------------------------------------------------------------------------- the plugins
+
+
+def test_replay_plugin_mixes_memory_into_batches_of_the_same_size(scenario: Any) -> None:
+    spy = BatchSpy()
+    model = model_for(scenario)
+    plugin = CondensedReplayPlugin(mem_size=20, config=continual_config())
+    strategy = naive(model, [plugin, spy], epochs=3)
+    stream = scenario.scenario.train_stream
+    for exp in stream[:3]:
+        strategy.train(exp)
+    old = set(stream[0].classes_in_this_experience)
+    assert old <= set(spy.labels[1].tolist())  # memory is replayed from the second experience on
+    assert set(spy.labels[2].tolist()) >= old  # the first experience's classes come back from memory
+    # Avalanche's ReplayPlugin would double the batch once memory is used; this one splits it.
+    assert max(spy.sizes[0]) == 32 and max(spy.sizes[2]) == 32
+    assert len(plugin.storage_policy.buffer) == 18  # 6 classes x 3 (20 // 6)
+    # Replay keeps the old classes alive where fine-tuning forgets them.
+    plain = naive(model_for(scenario), [], epochs=3)
+    for exp in stream[:3]:
+        plain.train(exp)
+    assert accuracy(strategy.model, scenario.scenario.test_stream, 0) > accuracy(plain.model, scenario.scenario.test_stream, 0) + 20
+
+
+def test_gdumb_plugin_restarts_and_trains_on_the_memory_only(scenario: Any) -> None:
+    spy = BatchSpy()
+    model = model_for(scenario)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+
+    class StartSpy(SupervisedPlugin):
+        def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+            if strategy.clock.train_exp_epochs == 0:
+                self.same = all(torch.equal(v, initial[k]) for k, v in strategy.model.state_dict().items())
+
+    start = StartSpy()
+    plugin = CondensedGDumbPlugin(mem_size=20, config=continual_config())
+    strategy = naive(model, [plugin, spy, start], epochs=2)
+    for exp in scenario.scenario.train_stream[:2]:
+        strategy.train(exp)
+        assert start.same
+    assert [sum(s) for s in spy.sizes] == [2 * 20, 2 * 20]  # two epochs over the 20-sample memory, nothing else
+    assert sorted(set(spy.labels[1].tolist())) == sorted(plugin.storage_policy.classes)
+
+
+def test_plugin_refuses_a_policy_of_another_size() -> None:
+    with pytest.raises(ConfigError, match="differs"):
+        CondensedReplayPlugin(mem_size=20, storage_policy=CondensedBuffer(10, continual_config()))
+
+
+# ---------------------------------------------------------------------------- benchmarks Avalanche builds
+
+
+def test_class_incremental_benchmark_over_tensors(scenario: Any) -> None:
+    assert scenario.name == "split-digits" and scenario.num_classes == 10 and scenario.image_shape == (1, 8, 8)
+    assert len(scenario.scenario.train_stream) == 5 and sorted(scenario.class_order) == list(range(10))
+    fixed = build_benchmark(continual_config(class_order=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]), seed=3)
+    assert fixed.class_order == [8, 9, 6, 7, 4, 5, 2, 3, 0, 1]
+    with pytest.raises(ConfigError, match="divide"):
+        build_benchmark(continual_config(experiences=3), seed=0)
+    with pytest.raises(ConfigError, match="permutation"):
+        build_benchmark(continual_config(class_order=[0, 1, 2]), seed=0)
+
+
+def _write_mnist_root(root: Path) -> None:
+    """MNIST-format IDX files (gzipped, as Debian ships them) holding real 8x8 digits."""
+    bunch = load_digits()
+    images = (bunch.images * 16).clip(0, 255).astype(np.uint8)
+    labels = bunch.target.astype(np.uint8)
+    split = {"train": (images[:1400], labels[:1400]), "t10k": (images[1400:], labels[1400:])}
+    root.mkdir(parents=True)
+    for prefix, (x, y) in split.items():
+        for kind, array in (("images-idx3-ubyte", x), ("labels-idx1-ubyte", y)):
+            header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+            with gzip.open(root / f"{prefix}-{kind}.gz", "wb") as f:
+                f.write(header + array.tobytes())
+
+
+def test_avalanche_split_mnist_from_a_local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _write_mnist_root(tmp_path / "idx")
+    config = Config.from_dict({**continual_config().to_dict(), "dataset": {"name": "mnist", "data_root": str(tmp_path / "idx")}})
+    bench = build_benchmark(config, seed=0)
+    assert bench.name == "split-mnist" and bench.image_shape == (1, 8, 8)
+    assert sum(len(e.dataset) for e in bench.scenario.train_stream) == 1400
+    plugin = CondensedReplayPlugin(mem_size=20, config=continual_config())
+    strategy = naive(model_for(bench), [plugin], epochs=1)
+    for exp in bench.scenario.train_stream[:2]:
+        strategy.train(exp)
+    x, y, t = plugin.storage_policy.buffer[0]
+    sample = bench.scenario.train_stream[0].dataset[0]
+    assert x.shape == sample[0].shape and isinstance(t, int) and len(plugin.storage_policy.buffer) == 20
+
+
+def test_missing_idx_files_are_one_clear_error(tmp_path: Path) -> None:
+    from fedcond.errors import DatasetUnavailableError
+
+    config = Config.from_dict({"dataset": {"name": "mnist", "data_root": str(tmp_path)}})
+    with pytest.raises(DatasetUnavailableError, match="not found"):
+        build_benchmark(config, seed=0)
+
+
+# ---------------------------------------------------------------------------- fedcond continual
+
+
+def test_continual_command_compares_methods_and_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    overrides = ["progress=false", "device=cpu", "condense.iterations=5", "condense.pool_networks=0",
+                 "condense.batch_real=32", "continual.seeds=2", "continual.mem_size=20", "continual.train_epochs=1",
+                 "continual.gdumb_epochs=2", "continual.model_params={norm: batchnorm}",
+                 "continual.methods=[condensed, condensed-gdumb, replay, class-balanced, herding, gdumb, naive]"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["continual", "--out", str(out), *[a for o in overrides for a in ("--set", o)]])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "condensed" in printed and "forgetting" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmark"] == "split-digits" and results["mem_size"] == 20 and results["complete"]
+    assert len(results["class_orders"]) == 2 and results["class_orders"][0] != results["class_orders"][1]
+    for name, method in results["methods"].items():
+        assert len(method["accuracy_per_experience"]) == 5 and len(method["runs"]) == 2
+        assert method["final_average_accuracy"] == pytest.approx(method["accuracy_per_experience"][-1])
+        assert -100 <= method["forgetting"] <= 100  # negative: accuracy on old experiences went up (GDumb)
+        expected_memory = 0 if name == "naive" else 20
+        assert method["memory_size"] == expected_memory
+        condensing = name.startswith("condensed")
+        assert (sum(method["condense_seconds_per_experience"]) > 0) == condensing
+    assert (out / "accuracy_per_experience.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("continual.mem_size=5", "smaller than the"),
+        ("continual.experiences=3", "divide"),
+        ("continual.methods=[replay, icarl]", "unknown continual method 'icarl'"),
+        ("continual.shrink=drop", "continual.shrink"),
+        ("continual.model_params={depth_typo: 2}", "no option"),
+    ],
+)
+def test_continual_command_bad_input_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, message: str
+) -> None:
+    base = ["--set", "progress=false", "--set", "continual.seeds=1", "--set", "continual.methods=[condensed]",
+            "--set", "condense.iterations=1", "--set", "continual.experiences=5"]  # fmt: skip
+    code = main(["continual", "--out", str(tmp_path), *base, "--set", override])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "results.json").exists()
