@@ -17,9 +17,6 @@ after every scenario) and, with ``--update-readme``, into the README's benchmark
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import shlex
 import sys
 import threading
 import time
@@ -30,10 +27,7 @@ from typing import Any
 import psutil
 
 from fedcond.config import Config
-from fedcond.data import dataset_availability
-from fedcond.errors import FedcondError
-from fedcond.io import atomic_write_json
-from simulations.reporting import machine, measured_header, replace_readme_block
+from simulations.reporting import ScenarioBenchmark
 
 PROG = "benchmark_federated"
 README_START = "<!-- benchmark-federated:start -->"
@@ -178,41 +172,6 @@ def checks(scenarios: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {
-        "benchmark": "federated",
-        "command": command,
-        "date": dt.date.today().isoformat(),
-        "machine": machine(),
-        "quick": args.quick,
-        "complete": False,
-        "scenarios": {},
-        "skipped": {},
-    }
-    wanted = args.scenarios.split(",") if args.scenarios else [s.name for s in SCENARIOS]
-    unknown = sorted(set(wanted) - {s.name for s in SCENARIOS})
-    if unknown:
-        raise FedcondError(f"unknown scenario {unknown[0]!r}; valid: {', '.join(s.name for s in SCENARIOS)}")
-    for scenario in (s for s in SCENARIOS if s.name in wanted):
-        config = scenario_config(scenario, args.quick, args.config, args.overrides)
-        available, why = dataset_availability(config.dataset)
-        if not available:
-            results["skipped"][scenario.name] = why
-        else:
-            print(f"[{PROG}] {scenario.name} ...", file=sys.stderr, flush=True)
-            results["scenarios"][scenario.name] = run_scenario(scenario, config, out / scenario.name)
-        results["checks"] = checks(results["scenarios"])
-        atomic_write_json(out / "results.json", results)
-    results["complete"] = True
-    results["peak_memory_mb"] = max(
-        (s["peak_memory_mb_process_tree"] for s in results["scenarios"].values()), default=None
-    )
-    atomic_write_json(out / "results.json", results)
-    return results
-
-
 def table(results: dict[str, Any]) -> str:
     lines = [
         "| scenario | dataset | clients | strategy | rounds | accuracy % | upload MiB | download MiB | rejected | scenario s | peak MB (all processes) |",
@@ -231,56 +190,34 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
-    lines = [*measured_header(results, command)]
-    if results.get("quick"):
-        lines.append("**--quick run on digits: checks the script; these figures are not the benchmark.**\n")
-    lines.append(table(results))
-    checked = results.get("checks", {})
-    if checked:
-        lines += ["", "Targets: " + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items())]
-    if not results.get("complete", True):
-        lines.append("\nThe run was stopped early: these are the scenarios it finished.")
-    replace_readme_block(path, README_START, README_END, lines)
+def _config_for(name: str, args: argparse.Namespace) -> Config:
+    return scenario_config(_SCENARIO[name], args.quick, args.config, args.overrides)
 
 
-def _brief(check: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in check.items() if k != "met")
+def _run_scenario(name: str, config: Config, out: Path) -> dict[str, Any]:
+    return run_scenario(_SCENARIO[name], config, out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="output folder (required unless --from-results)")
-    parser.add_argument("--config", default=FULL_CONFIG, help="base config of the Fashion-MNIST scenarios (default: %(default)s)")
-    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                        help="override a key of every scenario's config before the scenario's own (repeatable)")
-    parser.add_argument("--scenarios", help="comma-separated subset of: " + ", ".join(s.name for s in SCENARIOS))
-    parser.add_argument("--quick", action="store_true", help="digits, tiny budgets: checks the script, measures nothing")
-    parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
-    parser.add_argument("--from-results", metavar="results.json", help="do not run: report an earlier run")
-    args = parser.parse_args(argv)
-    if args.out is None and args.from_results is None:
-        parser.error("--out is required unless --from-results is given")
-    given = argv if argv is not None else sys.argv[1:]
-    command = f"python -m simulations.{PROG} {shlex.join(given)}".strip()
-    try:
-        if args.from_results:
-            try:
-                results = json.loads(Path(args.from_results).read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise FedcondError(f"cannot read {args.from_results}: {exc}") from None
-            if not isinstance(results, dict) or results.get("benchmark") != "federated":
-                raise FedcondError(f"{args.from_results} is not a {PROG} results.json")
-            command = results.get("command", command)
-        else:
-            results = run(args, command)
-        print(table(results))
-        if args.update_readme:
-            update_readme(Path(args.update_readme), results, command)
-    except FedcondError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+def _finish(results: dict[str, Any]) -> dict[str, Any]:
+    peaks = [s["peak_memory_mb_process_tree"] for s in results["scenarios"].values()]
+    return {"peak_memory_mb": max(peaks, default=None)}
+
+
+_SCENARIO = {s.name: s for s in SCENARIOS}
+BENCHMARK = ScenarioBenchmark(
+    prog=PROG,
+    kind="federated",
+    description=__doc__.splitlines()[0],
+    default_config=FULL_CONFIG,
+    scenario_names=tuple(_SCENARIO),
+    config_for=_config_for,
+    run_scenario=_run_scenario,
+    checks=checks,
+    table=table,
+    readme_markers=(README_START, README_END),
+    finish=_finish,
+)
+main = BENCHMARK.main
 
 
 if __name__ == "__main__":

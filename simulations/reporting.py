@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import json
 import os
 import platform
-from collections.abc import Sequence
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fedcond.config import Config
+from fedcond.data import dataset_availability
 from fedcond.errors import FedcondError
-from fedcond.io import atomic_write_text
+from fedcond.io import atomic_write_json, atomic_write_text
 
 
 def machine() -> dict[str, Any]:
@@ -52,3 +60,116 @@ def measured_header(results: dict[str, Any], command: str) -> list[str]:
         + ". Command:"
     )
     return [line, "", "```", command, "```", ""]
+
+
+# ---------------------------------------------------------------------- scenario benchmarks
+# benchmark_federated and benchmark_continual run named scenarios one after another and share
+# their command line, their results.json header and their README block; only the scenarios differ.
+
+
+@dataclass(frozen=True)
+class ScenarioBenchmark:
+    """A benchmark made of named scenarios, each run into ``OUT/<scenario>/``."""
+
+    prog: str
+    kind: str  # results.json's "benchmark" value
+    description: str
+    default_config: str
+    scenario_names: tuple[str, ...]
+    #: (scenario name, args) -> the scenario's config
+    config_for: Callable[[str, argparse.Namespace], Config]
+    #: (scenario name, config, out dir) -> the scenario's summary
+    run_scenario: Callable[[str, Config, Path], dict[str, Any]]
+    #: scenario summaries -> the targets' checks
+    checks: Callable[[dict[str, Any]], dict[str, Any]]
+    table: Callable[[dict[str, Any]], str]
+    readme_markers: tuple[str, str]
+    #: results -> extra keys written once every scenario has run
+    finish: Callable[[dict[str, Any]], dict[str, Any]] = lambda results: {}
+
+    def run(self, args: argparse.Namespace, command: str) -> dict[str, Any]:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        results: dict[str, Any] = {
+            "benchmark": self.kind,
+            "command": command,
+            "date": dt.date.today().isoformat(),
+            "machine": machine(),
+            "quick": args.quick,
+            "complete": False,
+            "scenarios": {},
+            "skipped": {},
+        }
+        wanted = args.scenarios.split(",") if args.scenarios else list(self.scenario_names)
+        unknown = sorted(set(wanted) - set(self.scenario_names))
+        if unknown:
+            raise FedcondError(f"unknown scenario {unknown[0]!r}; valid: {', '.join(self.scenario_names)}")
+        for name in (n for n in self.scenario_names if n in wanted):
+            config = self.config_for(name, args)
+            available, why = dataset_availability(config.dataset)
+            if not available:
+                results["skipped"][name] = why
+            else:
+                print(f"[{self.prog}] {name} ...", file=sys.stderr, flush=True)
+                results["scenarios"][name] = self.run_scenario(name, config, out / name)
+            results["checks"] = self.checks(results["scenarios"])
+            atomic_write_json(out / "results.json", results)
+        results["complete"] = True
+        results.update(self.finish(results))
+        atomic_write_json(out / "results.json", results)
+        return results
+
+    def update_readme(self, path: Path, results: dict[str, Any], command: str) -> None:
+        lines = [*measured_header(results, command)]
+        if results.get("quick"):
+            lines.append("**--quick run on digits: checks the script; these figures are not the benchmark.**\n")
+        lines.append(self.table(results))
+        checked = results.get("checks", {})
+        if checked:
+            lines += ["", "Targets: " + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items())]
+        if not results.get("complete", True):
+            lines.append("\nThe run was stopped early: these are the scenarios it finished.")
+        replace_readme_block(path, *self.readme_markers, lines)
+
+    def main(self, argv: list[str] | None = None) -> int:
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        parser.add_argument("--out", help="output folder (required unless --from-results)")
+        parser.add_argument("--config", default=self.default_config, help="base config of the full scenarios (default: %(default)s)")
+        parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                            help="override a key of every scenario's config before the scenario's own (repeatable)")  # fmt: skip
+        parser.add_argument("--scenarios", help="comma-separated subset of: " + ", ".join(self.scenario_names))
+        parser.add_argument("--quick", action="store_true", help="digits, tiny budgets: checks the script, measures nothing")
+        parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
+        parser.add_argument("--from-results", metavar="results.json", help="do not run: report an earlier run")
+        args = parser.parse_args(argv)
+        if args.out is None and args.from_results is None:
+            parser.error("--out is required unless --from-results is given")
+        given = argv if argv is not None else sys.argv[1:]
+        command = f"python -m simulations.{self.prog} {shlex.join(given)}".strip()
+        try:
+            if args.from_results:
+                results = self._read(Path(args.from_results))
+                # The README names the command that measured the figures, not the one that reprinted them.
+                command = results.get("command", command)
+            else:
+                results = self.run(args, command)
+            print(self.table(results))
+            if args.update_readme:
+                self.update_readme(Path(args.update_readme), results, command)
+        except FedcondError as exc:
+            print(f"{self.prog}: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise FedcondError(f"cannot read {path}: {exc}") from None
+        if not isinstance(results, dict) or results.get("benchmark") != self.kind:
+            raise FedcondError(f"{path} is not a {self.prog} results.json")
+        return results
+
+
+def _brief(check: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in check.items() if k != "met")

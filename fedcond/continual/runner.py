@@ -146,15 +146,25 @@ def run_continual(config: Config, out: Path, *, command: str = "continual", quie
         "config": config.to_dict(),
     }
     with warnings.catch_warnings():
-        # Avalanche 0.6 warns on every experience that its own plugins call the deprecated
-        # ExemplarsBuffer.update, and that the evaluator has no loggers (on purpose: results.json is the log).
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="avalanche")
+        # Avalanche 0.6's own plugins call its deprecated ExemplarsBuffer.update, and its decorator
+        # re-installs a DeprecationWarning filter on every call (so a filter here loses): hide those
+        # at display time. The evaluator has no loggers on purpose: results.json is the log.
+        warnings.showwarning = _hide_avalanche_deprecations(warnings.showwarning)
         warnings.filterwarnings("ignore", message="No loggers specified")
         _run_methods(config, benchmarks, seeds, results, out, command, quiet)
     results["complete"] = True
     write_results(out, command, results)
     plot_accuracy_per_experience(results, out / PLOT_FILE)
     return results
+
+
+def _hide_avalanche_deprecations(show: Any) -> Any:
+    def filtered(message: Any, category: type[Warning], filename: str, lineno: int, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DeprecationWarning) and f"{Path('avalanche')}" in filename:
+            return
+        show(message, category, filename, lineno, *args, **kwargs)
+
+    return filtered
 
 
 def _run_methods(

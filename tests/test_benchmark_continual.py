@@ -1,0 +1,66 @@
+"""The continual benchmark: a real quick run end to end, targets from what was measured, README block."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simulations.benchmark_continual import README_END, README_START, SCENARIOS, checks, main, scenario_config, table
+
+
+def _method(accuracy: float) -> dict:
+    return {"final_average_accuracy": accuracy, "final_average_accuracy_std": 0.5, "forgetting": 10.0, "forgetting_std": 1.0,
+            "accuracy_per_experience": [99.0, accuracy], "memory_size": 100, "condense_seconds_per_experience": [3.0, 5.0],
+            "train_seconds_per_experience": [1.0, 1.0]}  # fmt: skip
+
+
+def test_checks_follow_the_measurements() -> None:
+    scenarios = {"fashion-mnist-mem100": {"methods": {"condensed": _method(70.0), "replay": _method(61.0), "herding": _method(66.0)}}}
+    got = checks(scenarios)
+    assert got["condensed_vs_replay_mem100"]["gain_points"] == 9.0 and got["condensed_vs_replay_mem100"]["met"]
+    assert got["condensed_vs_herding_mem100"]["gain_points"] == 4.0 and not got["condensed_vs_herding_mem100"]["met"]
+    assert checks({}) == {} and checks({"digits-mem100": scenarios["fashion-mnist-mem100"]}) == {}
+
+
+def test_quick_run_writes_results_and_the_readme_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, readme = tmp_path / "run", tmp_path / "README.md"
+    readme.write_text(f"top\n{README_START}\nold\n{README_END}\nbottom\n")
+    args = ["--quick", "--scenarios", "digits-mem100", "--set", "continual.methods=[condensed, replay]",
+            "--set", "continual.seeds=1", "--out", str(out), "--update-readme", str(readme)]  # fmt: skip
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmark"] == "continual" and results["complete"] and results["quick"]
+    scenario = results["scenarios"]["digits-mem100"]
+    assert set(scenario["methods"]) == {"condensed", "replay"} and scenario["mem_size"] == 100
+    assert (out / "digits-mem100" / "results.json").is_file()
+    text = readme.read_text()
+    assert text.startswith("top\n") and text.endswith("bottom\n") and "old" not in text
+    assert "| digits-mem100 | split-digits | 100 | condensed |" in text and "--quick run on digits" in text
+    printed = capsys.readouterr().out.strip()
+    assert printed == table(results)
+    # Reprinting an earlier run names the command that measured it.
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    assert main(["--from-results", str(out / "results.json"), "--update-readme", str(readme)]) == 0
+    assert results["command"] in readme.read_text() and "--from-results" not in readme.read_text()
+
+
+def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--from-results", str(tmp_path / "missing.json")]) == 2
+    assert main(["--out", str(tmp_path), "--scenarios", "cifar-mem1"]) == 2
+    federated = tmp_path / "federated.json"
+    federated.write_text(json.dumps({"benchmark": "federated"}))
+    assert main(["--from-results", str(federated)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "cannot read" in err[0] and "unknown scenario 'cifar-mem1'" in err[1]
+    assert "is not a benchmark_continual results.json" in err[2]
+
+
+def test_scenarios_build_valid_configs() -> None:
+    for scenario in SCENARIOS:
+        quick = scenario_config(scenario, True, "configs/continual-fashion-mnist.yaml")
+        full = scenario_config(scenario, False, "configs/continual-fashion-mnist.yaml", ["seed=3"])
+        assert quick.dataset.name == "digits" and full.seed == 3
+        assert full.dataset.name == ("digits" if scenario.digits else "fashion-mnist")
+        assert full.continual.mem_size == int(scenario.name.rsplit("mem", 1)[1])
