@@ -57,7 +57,7 @@ def measured_header(results: dict[str, Any], command: str) -> list[str]:
         + (f", {m['torch_threads']} threads)" if "torch_threads" in m else ")")
         + (f", seeds {', '.join(map(str, seeds))}" if seeds else "")
         + (f"; peak RSS {memory:.0f} MB" if memory is not None else "")
-        + ". Command:"
+        + (". Command:" if "\n" not in command else ". Commands (one report of their scenarios):")
     )
     return [line, "", "```", command, "```", ""]
 
@@ -140,7 +140,8 @@ class ScenarioBenchmark:
         parser.add_argument("--scenarios", help="comma-separated subset of: " + ", ".join(self.scenario_names))
         parser.add_argument("--quick", action="store_true", help="digits, tiny budgets: checks the script, measures nothing")
         parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
-        parser.add_argument("--from-results", metavar="results.json", help="do not run: report an earlier run")
+        parser.add_argument("--from-results", metavar="results.json", nargs="+",
+                            help="do not run: report earlier runs (several: their scenarios merged, later files win)")  # fmt: skip
         args = parser.parse_args(argv)
         if args.out is None and args.from_results is None:
             parser.error("--out is required unless --from-results is given")
@@ -148,9 +149,9 @@ class ScenarioBenchmark:
         command = f"python -m simulations.{self.prog} {shlex.join(given)}".strip()
         try:
             if args.from_results:
-                results = self._read(Path(args.from_results))
-                # The README names the command that measured the figures, not the one that reprinted them.
-                command = results.get("command", command)
+                results = self.merge([self._read(Path(p)) for p in args.from_results])
+                # The README names the commands that measured the figures, not the one that reprinted them.
+                command = results["command"]
             else:
                 results = self.run(args, command)
             print(self.table(results))
@@ -160,6 +161,25 @@ class ScenarioBenchmark:
             print(f"{self.prog}: error: {exc}", file=sys.stderr)
             return 2
         return 0
+
+    def merge(self, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """One report from several runs (e.g. a long scenario run on its own): scenarios united."""
+        if len(runs) == 1:
+            return {**runs[0], "command": runs[0].get("command", "")}
+        merged: dict[str, Any] = {**runs[0], "scenarios": {}, "skipped": {}}
+        for run in runs:
+            merged["scenarios"].update(run.get("scenarios", {}))
+            merged["skipped"].update(run.get("skipped", {}))
+        for name in merged["scenarios"]:
+            merged["skipped"].pop(name, None)
+        merged["command"] = "\n".join(dict.fromkeys(r.get("command", "") for r in runs))
+        merged["date"] = max(r["date"] for r in runs)
+        merged["quick"] = any(r.get("quick") for r in runs)
+        merged["complete"] = all(r.get("complete") for r in runs)
+        merged["checks"] = self.checks(merged["scenarios"])
+        peaks = [r["peak_memory_mb"] for r in runs if r.get("peak_memory_mb") is not None]
+        merged["peak_memory_mb"] = max(peaks) if peaks else None
+        return merged
 
     def _read(self, path: Path) -> dict[str, Any]:
         try:

@@ -76,3 +76,23 @@ def test_scenarios_build_valid_configs() -> None:
         assert quick.dataset.name == "digits" and full.seed == 3
         assert full.dataset.name == ("digits" if scenario.digits else "fashion-mnist")
     assert scenario_config(SCENARIOS[-1], False, "x.yaml").federated.num_clients == 100
+
+
+def test_several_runs_merge_into_one_report(tmp_path: Path) -> None:
+    first, second = _results(), _results()
+    first["scenarios"] = {k: v for k, v in first["scenarios"].items() if k == "dirichlet-0.1"}
+    first["command"], first["peak_memory_mb"] = "python -m simulations.benchmark_federated --out A", 500.0
+    second["scenarios"].pop("dirichlet-0.1")
+    second["skipped"] = {"dirichlet-0.1": "fashion-mnist not found"}
+    second["command"] = "python -m simulations.benchmark_federated --out B"
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, run in zip(paths, (first, second)):
+        path.write_text(json.dumps(run))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    assert main(["--from-results", *map(str, paths), "--update-readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "--out A" in text and "--out B" in text and "Commands" in text and "skipped" not in text
+    assert "| dirichlet-0.1 | digits | 10 | hybrid |" in text and "| label-flip-defence-on |" in text
+    assert "hybrid_vs_fedavg_alpha_0.1: met" in text and "label_flip_cost_with_defence: met" in text
+    assert "peak RSS 900 MB" in text

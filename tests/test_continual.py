@@ -255,12 +255,16 @@ def _write_mnist_root(root: Path) -> None:
                 f.write(header + array.tobytes())
 
 
-def test_avalanche_split_mnist_from_a_local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_avalanche_split_mnist_from_a_local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str) -> None:
+    """Avalanche's own SplitMNIST/SplitFMNIST read the files fedcond found; nothing is downloaded."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     _write_mnist_root(tmp_path / "idx")
-    config = Config.from_dict({**continual_config().to_dict(), "dataset": {"name": "mnist", "data_root": str(tmp_path / "idx")}})
+    config = Config.from_dict({**continual_config().to_dict(), "dataset": {"name": dataset, "data_root": str(tmp_path / "idx")}})
     bench = build_benchmark(config, seed=0)
-    assert bench.name == "split-mnist" and bench.image_shape == (1, 8, 8)
+    assert bench.name == f"split-{dataset}" and bench.image_shape == (1, 8, 8)
+    raw = next((tmp_path / "cache").rglob("train-images-idx3-ubyte"))
+    assert raw.parent.name == "raw" and raw.read_bytes()[:4] == bytes([0, 0, 8, 3])  # unpacked IDX
     assert sum(len(e.dataset) for e in bench.scenario.train_stream) == 1400
     plugin = CondensedReplayPlugin(mem_size=20, config=continual_config())
     strategy = naive(model_for(bench), [plugin], epochs=1)
