@@ -176,6 +176,9 @@ class ContinualConfig:
     weight_decay: float = 0.0
     #: GDumb-style methods (gdumb, condensed-gdumb) retrain from scratch on the memory for this many epochs.
     gdumb_epochs: int = 50
+    #: Augment every method's training minibatches with DSA (``condense.dsa_strategy``/``dsa_mode``),
+    #: as condensed sets are evaluated; off: Avalanche's plain training.
+    dsa: bool = False
     #: Condensed memory: condense through random networks (``random``, the condense section's feature
     #: map) or the current model mixed with random ones (``model``); shrink older classes by
     #: condensing again from what is held (``recondense``) or by herding selection (``select``).

@@ -331,3 +331,30 @@ def test_continual_command_bad_input_exits_2(
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_dsa_plugin_augments_training_batches_only(scenario: Any) -> None:
+    from fedcond.continual.plugins import DSAPlugin
+
+    seen: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
+
+    class Inputs(SupervisedPlugin):
+        def before_forward(self, strategy: Any, **kwargs: Any) -> None:
+            seen["train"].append(strategy.mbatch[0].clone())
+
+        def before_eval_forward(self, strategy: Any, **kwargs: Any) -> None:
+            seen["eval"].append(strategy.mbatch[0].clone())
+
+    exp = scenario.scenario.train_stream[0]
+    strategy = naive(model_for(scenario), [DSAPlugin("flip", seed=0), Inputs()], epochs=1, mb=len(exp.dataset))
+    strategy.train(exp)
+    strategy.eval([exp])
+    real = torch.stack([exp.dataset.eval()[i][0] for i in range(len(exp.dataset))])
+    flipped = real.flip(-1)
+    # Each training sample is the real one or its mirror image (DSA's flip), and some were flipped.
+    x = seen["train"][0]
+    row_match = lambda a, b: torch.isclose(a[:, None], b[None]).flatten(2).all(-1).any(1)  # noqa: E731
+    assert bool((row_match(x, real) | row_match(x, flipped)).all()) and not bool(row_match(x, real).all())
+    assert bool(row_match(seen["eval"][0], real).all())  # evaluation is never augmented
+    with pytest.raises(ConfigError):
+        DSAPlugin("flip_warp")

@@ -30,9 +30,17 @@ class MethodSettings:
         k = self.config.continual
         return torch.optim.SGD(model.parameters(), lr=k.lr, momentum=k.momentum, weight_decay=k.weight_decay)
 
-    def common(self, model: nn.Module, *, epochs: int | None = None) -> dict[str, Any]:
+    def common(self, model: nn.Module, *, epochs: int | None = None, plugins: list[Any] | None = None) -> dict[str, Any]:
+        """The strategy arguments every method shares (and the DSA plugin when ``continual.dsa``)."""
         k = self.config.continual
+        extra = []
+        if k.dsa:
+            from fedcond.continual.plugins import DSAPlugin
+
+            c = self.config.condense
+            extra.append(DSAPlugin(c.dsa_strategy, mode=c.dsa_mode, seed=self.config.seed))
         return {
+            "plugins": [*(plugins or []), *extra],
             "model": model,
             "optimizer": self.optimizer(model),
             "criterion": nn.CrossEntropyLoss(),
@@ -80,7 +88,7 @@ def build_replay(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
     from avalanche.training.supervised import Naive
 
     plugin = s.replay()
-    return Naive(**s.common(model), plugins=[plugin]), plugin.storage_policy
+    return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
 
 
 @register_continual_method("class-balanced")
@@ -90,7 +98,7 @@ def build_class_balanced(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]
     from avalanche.training.supervised import Naive
 
     plugin = s.replay(ClassBalancedBuffer(max_size=s.config.continual.mem_size, adaptive_size=True))
-    return Naive(**s.common(model), plugins=[plugin]), plugin.storage_policy
+    return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
 
 
 @register_continual_method("herding")
@@ -107,7 +115,7 @@ def build_herding(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
     layer = getattr(model, "embedding_layer", "features")
     selection = FlatHerding(model, layer)
     plugin = s.replay(ParametricBuffer(max_size=s.config.continual.mem_size, groupby="class", selection_strategy=selection))
-    return Naive(**s.common(model), plugins=[plugin]), plugin.storage_policy
+    return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
 
 
 @register_continual_method("gdumb")
@@ -131,7 +139,7 @@ def build_condensed(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
     plugin = CondensedReplayPlugin(
         mem_size=k.mem_size, config=s.config, batch_size=k.train_mb_size, batch_size_mem=k.batch_size_mem, **s.condensed_kwargs()
     )
-    return Naive(**s.common(model), plugins=[plugin]), plugin.storage_policy
+    return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
 
 
 @register_continual_method("condensed-gdumb")
@@ -142,4 +150,4 @@ def build_condensed_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Any, Any
     from fedcond.continual.plugins import CondensedGDumbPlugin
 
     plugin = CondensedGDumbPlugin(mem_size=s.config.continual.mem_size, config=s.config, **s.condensed_kwargs())
-    return Naive(**s.common(model, epochs=s.config.continual.gdumb_epochs), plugins=[plugin]), plugin.storage_policy
+    return Naive(**s.common(model, epochs=s.config.continual.gdumb_epochs, plugins=[plugin])), plugin.storage_policy

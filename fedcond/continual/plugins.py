@@ -4,6 +4,9 @@
   policy is a :class:`CondensedBuffer`; ``Naive(..., plugins=[CondensedReplayPlugin(mem_size=100)])``.
 * :class:`CondensedGDumbPlugin`: GDumb's protocol (Prabhu et al. 2020) on a condensed memory: before
   each experience's training the model is reset to its initial weights and trained on the memory only.
+* :class:`DSAPlugin`: differentiable siamese augmentation of every training minibatch, the
+  augmentation condensed sets are made to be trained with; ``fedcond continual`` gives it to every
+  method alike (``continual.dsa``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import torch
 from avalanche.training.plugins import ReplayPlugin, SupervisedPlugin
 
+from fedcond.augment import dsa, validate_strategy
 from fedcond.config import Config
 from fedcond.continual.storage import CondensedBuffer
 from fedcond.errors import ConfigError
@@ -105,3 +109,17 @@ class CondensedGDumbPlugin(SupervisedPlugin):
     def after_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
         self.storage_policy.post_adapt(strategy, strategy.experience)
         strategy.adapted_dataset = self.storage_policy.buffer
+
+
+class DSAPlugin(SupervisedPlugin):
+    """Augments each training minibatch (new data and memory alike) with DSA before the forward pass."""
+
+    def __init__(self, strategy: str = "color_crop_cutout_flip_scale_rotate", *, mode: str = "single", seed: int = 0) -> None:
+        super().__init__()
+        validate_strategy(strategy)
+        self.strategy, self.mode = strategy, mode
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def before_forward(self, strategy: Any, **kwargs: Any) -> None:
+        if strategy.is_training:
+            strategy.mbatch[0] = dsa(strategy.mbatch[0], self.strategy, generator=self.generator, mode=self.mode)
