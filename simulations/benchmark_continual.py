@@ -5,7 +5,8 @@ Scenarios (each a ``fedcond continual`` run: every method, same model, budget an
 * ``fashion-mnist-mem100``: Split Fashion-MNIST (Avalanche's SplitFMNIST), 5 experiences of 2
   classes, memory 100 (10 per class at the end): the issue's target;
 * ``digits-mem100``: the split of scikit-learn's digits, memory 100;
-* ``fashion-mnist-mem20`` / ``-mem50`` / ``-mem200``: the other memory sizes.
+* ``fashion-mnist-mem20`` / ``-mem50`` / ``-mem200``: the other memory sizes (the condensed memories,
+  random replay and herding).
 
 ``--quick`` runs every scenario on digits with tiny budgets: it checks the script, it measures
 nothing worth reporting. Fashion-MNIST must be installed (``apt-get install dataset-fashion-mnist``);
@@ -44,12 +45,14 @@ class Scenario:
     digits: bool = False
 
 
+#: The other memory sizes compare the condensed memories with the two baselines of the target only.
+_SIZE_METHODS = "continual.methods=[condensed, condensed-gdumb, replay, herding]"
 SCENARIOS = (
     Scenario("fashion-mnist-mem100", ("continual.mem_size=100",)),
     Scenario("digits-mem100", ("continual.mem_size=100",), digits=True),
-    Scenario("fashion-mnist-mem20", ("continual.mem_size=20",)),
-    Scenario("fashion-mnist-mem50", ("continual.mem_size=50",)),
-    Scenario("fashion-mnist-mem200", ("continual.mem_size=200",)),
+    Scenario("fashion-mnist-mem20", ("continual.mem_size=20", _SIZE_METHODS)),
+    Scenario("fashion-mnist-mem50", ("continual.mem_size=50", _SIZE_METHODS)),
+    Scenario("fashion-mnist-mem200", ("continual.mem_size=200", _SIZE_METHODS)),
 )
 
 
