@@ -66,6 +66,9 @@ def run_federation(grid: Grid, config: Config, out: Path, *, run_id: str | None 
             if server_round == 0:
                 return None  # the shared random initialisation: not worth a test pass
             accuracies[server_round] = round(context.accuracy(arrays), 4)
+            if plan.num_rounds > 1:  # progress of long runs, one line per round
+                print(f"[fedcond] {name}: round {server_round}/{plan.num_rounds}, accuracy {accuracies[server_round]:.2f}%, "
+                      f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
             return MetricRecord({"accuracy": accuracies[server_round]})
 
         started = time.perf_counter()
@@ -82,7 +85,8 @@ def run_federation(grid: Grid, config: Config, out: Path, *, run_id: str | None 
         results["peak_memory_mb"] = peak_memory_mb(device)
         write_results(out, RESULTS_COMMAND, results)
         done = results["strategies"][name]
-        print(f"[fedcond] {name}: {plan.num_rounds} round(s), accuracy {done['final_accuracy']}%, "
+        accuracy = "n/a" if done["final_accuracy"] is None else f"{done['final_accuracy']:.2f}%"
+        print(f"[fedcond] {name}: {plan.num_rounds} round(s), accuracy {accuracy}, "
               f"upload {done['total_upload_bytes'] / 2**20:.2f} MiB, {done['seconds']:.0f} s", file=sys.stderr, flush=True)
     results["complete"] = True
     write_results(out, RESULTS_COMMAND, results)
