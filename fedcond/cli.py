@@ -173,6 +173,7 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
         "condense_seconds": round(synthetic.metadata["timings"]["condense_seconds"], 3),
         "pool_seconds": round(synthetic.metadata["timings"].get("pool_seconds", 0.0), 3),
         "synthetic_set": "synthetic.pt",
+        "privacy": synthetic.metadata["privacy"],
         "config": config.to_dict(),
     }
     rows = []
@@ -183,7 +184,10 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
         rows += [[_label(config), e.model, e.accuracy_mean, e.accuracy_std, results["condense_seconds"]] for e in evaluations]
         results["baselines"] = {}
         for name in baselines:
-            baseline_config = dataclasses.replace(config, condense=dataclasses.replace(c, method=name))
+            # Coresets are real samples: a non-private reference even next to a private set.
+            baseline_config = dataclasses.replace(
+                config, condense=dataclasses.replace(c, method=name), privacy=dataclasses.replace(config.privacy, epsilon=None)
+            )
             baseline = condense(splits.train, baseline_config, device=device)
             evaluation = evaluate_synthetic(baseline, splits.test, config, device=device)
             seconds = round(baseline.metadata["timings"]["condense_seconds"], 3)

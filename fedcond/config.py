@@ -144,6 +144,22 @@ class FederatedConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """Differentially private condensation: off while ``epsilon`` is null (epsilon = infinity)."""
+
+    #: Target (epsilon, delta) of the release, under add-or-remove-one adjacency; the noise is
+    #: calibrated to it with Flower's RDP accountant.
+    epsilon: float | None = None
+    delta: float = 1e-5
+    #: L2 bound of each sample's embeddings (all pool networks together); the class count rides along.
+    clip: float = 1.0
+    #: ``once``: one release over every sample for a pool of ``condense.pool_networks`` networks;
+    #: ``per-iteration``: a fresh network, Poisson sample (``sample_rate``) and release every iteration.
+    mode: str = "once"
+    sample_rate: float = 0.01
+
+
+@dataclass
 class ContinualConfig:
     """``fedcond continual``: the class-incremental benchmark, the methods compared and their budgets."""
 
@@ -201,6 +217,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     federated: FederatedConfig = field(default_factory=FederatedConfig)
     continual: ContinualConfig = field(default_factory=ContinualConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -293,6 +310,7 @@ class Config:
         _check(e.weight_decay >= 0 and 0 <= e.momentum < 1, "evaluation.weight_decay >= 0, momentum in [0, 1)")
         self._validate_federated()
         self._validate_continual()
+        self._validate_privacy()
 
     def _validate_federated(self) -> None:
         from strategies import STRATEGIES
@@ -344,6 +362,32 @@ class Config:
         _choice("continual.features", k.features, ("random", "model"))
         _choice("continual.shrink", k.shrink, ("recondense", "select"))
         _check(0 <= k.random_fraction <= 1, "continual.random_fraction must be in [0, 1]")
+
+
+    def _validate_privacy(self) -> None:
+        p, c = self.privacy, self.condense
+        _check(0 < p.delta < 1, "privacy.delta must be in (0, 1)")
+        _check(p.clip > 0, "privacy.clip must be > 0")
+        _choice("privacy.mode", p.mode, ("once", "per-iteration"))
+        _check(0 < p.sample_rate <= 1, "privacy.sample_rate must be in (0, 1]")
+        if p.epsilon is None:
+            return
+        _check(0 < p.epsilon < float("inf"), "privacy.epsilon must be a positive finite number (null: no privacy mode)")
+        _check(c.method == "matching", "privacy mode condenses by matching; condense.method must be matching")
+        _check(
+            c.init != "real",
+            "privacy mode refuses condense.init: real (the set would start from, and publish, real images); use noise",
+        )
+        _check(c.discrepancy == "mmd-linear", "privacy mode releases noised class means: condense.discrepancy must be mmd-linear")
+        _check(
+            c.feature_map in ("random-embedding", "pixels"),
+            "privacy mode needs a data-independent feature map: random-embedding or pixels",
+        )
+        _check(c.checkpoint_every == 0, "privacy mode does not checkpoint (a resumed run would release again); set condense.checkpoint_every 0")
+        if p.mode == "once":
+            _check(c.pool_networks >= 1, "privacy.mode once releases statistics for a pool: set condense.pool_networks >= 1")
+        else:
+            _check(c.pool_networks == 0, "privacy.mode per-iteration draws a fresh network each iteration: set condense.pool_networks 0")
 
 
 def _check(ok: bool, message: str) -> None:

@@ -272,6 +272,24 @@ def test_client_condenses_its_partition(server: ServerContext) -> None:
     assert metrics["num-examples"] == len(part)
 
 
+def test_private_client_reports_its_guarantee_and_the_server_records_it(digits, fast_config) -> None:
+    config = fast_config(
+        condense={"init": "noise", "discrepancy": "mmd-linear", "pool_networks": 2, "iterations": 2},
+        federated={"num_clients": 3},
+        privacy={"epsilon": 2.0, "delta": 1e-5},
+    )
+    server = ServerContext(config, digits.test, CPU)
+    message = Message(RecordDict({"config": server.message_config("condense")}), dst_node_id=5, message_type="train")
+    reply = client_app.train(message, _context(0, 3))
+    metrics = reply.content.metric_records["metrics"]
+    assert metrics["epsilon"] <= 2.0 and metrics["delta"] == 1e-5
+    strategy = FedCondense(server)
+    strategy.aggregate_train(1, [reply])
+    assert strategy.round_info[1]["clients"][0]["epsilon"] == metrics["epsilon"]
+    # Every class gets its images, held or not: what a client holds is private.
+    assert len(read_upload(reply, server.spec)) == 10 * config.condense.ipc
+
+
 def test_client_fit_trains_the_global_model(server: ServerContext) -> None:
     content = RecordDict({"arrays": server.initial_arrays(), "config": server.message_config("fit", **{"server-round": 1})})
     reply = client_app.train(Message(content, dst_node_id=5, message_type="train"), _context(0, 3))

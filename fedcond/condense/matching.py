@@ -118,8 +118,13 @@ def condense_by_matching(
 
     check_factor(c.factor, data.image_size)
     tiles = c.factor * c.factor
+    from fedcond.privacy.release import PrivateIterationStatistics, build_private_pool, plan_release
+
     per_class = data.indices_per_class()
-    quotas = class_quotas(per_class, c.ipc)
+    release = plan_release(config, len(data)) if config.privacy.epsilon is not None else None
+    # In privacy mode which classes a client holds, and how many samples, are private: every class
+    # of the label space gets ipc images.
+    quotas = class_quotas(per_class, c.ipc) if release is None else [c.ipc] * num_classes
     classes = [k for k in range(num_classes) if quotas[k] > 0]
     # Class of every *training* image (stored image i decodes to f² images, all of its class).
     syn_class = torch.repeat_interleave(torch.arange(num_classes), torch.tensor(quotas) * tiles).to(device)
@@ -150,8 +155,15 @@ def condense_by_matching(
 
     real_images = data.images.to(device)
     real_per_class = [per_class[k].to(device) for k in classes]
-    pool = None
-    if c.pool_networks:
+    pool, private = None, None
+    if release is not None and release.mode == "once":
+        pool = build_private_pool(
+            feature_map, real_images, data.labels.to(device), classes, num_classes, release,
+            networks=c.pool_networks, dsa_strategy=c.dsa_strategy if c.dsa else None, dsa_mode=c.dsa_mode, seed=config.seed,
+        )  # fmt: skip
+    elif release is not None:
+        private = PrivateIterationStatistics(real_images, data.labels.to(device), classes, release)
+    elif c.pool_networks:
         pool = RealStatisticsPool.build(
             feature_map,
             c.discrepancy,
@@ -179,6 +191,8 @@ def condense_by_matching(
         dsa_mode=c.dsa_mode,
         factor=c.factor,
         pool=pool,
+        private=private,
+        feature_bound=release.embedding_bound(c.pool_networks) if release is not None else None,
     )
     trace_every = max(1, c.iterations // LOSS_TRACE_POINTS)
     cuda_devices = [device] if device.type == "cuda" else []
@@ -234,6 +248,8 @@ def condense_by_matching(
         extra["images_per_class"] = c.ipc * tiles
     if pool is not None:
         extra["pool_networks"] = c.pool_networks
+    if release is not None:
+        extra["privacy"] = release.metadata()
     return build_synthetic_set(
         decode(images.detach(), c.factor),
         labels,
@@ -263,6 +279,10 @@ class _MatchingProblem:
     dsa_mode: str
     factor: int = 1
     pool: RealStatisticsPool | None = None
+    private: Any = None  # PrivateIterationStatistics in privacy mode (per-iteration releases)
+    #: Privacy mode: the per-sample norm bound the released real embeddings were clipped to; the
+    #: synthetic embeddings go through the same clipping so both sides are the same function.
+    feature_bound: float | None = None  # privacy mode, per-iteration releases
     entry: int = field(default=0, init=False)  # the pool entry of the current iteration
 
     def __post_init__(self) -> None:
@@ -282,6 +302,8 @@ class _MatchingProblem:
         syn = decode(images, self.factor)
         if self.pool is not None:
             return self._pool_loss(syn)
+        if self.private is not None:
+            return self._private_loss(syn, generator)
         picks = [
             idx[torch.randperm(len(idx), generator=generator)[: self.batch_real].to(idx.device)]
             for idx in self.real_per_class
@@ -318,10 +340,32 @@ class _MatchingProblem:
             loss = loss + self.discrepancy(real_grads, syn_grads)
         return loss
 
+    def _private_loss(self, syn: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Synthetic features against this iteration's noised release of the real class means."""
+        augment = None
+        if self.dsa_strategy is not None:
+            params = sample_dsa_params(
+                self.dsa_strategy, self.num_classes, generator=generator, device=syn.device,
+                image_size=(syn.shape[2], syn.shape[3]), mode=self.dsa_mode,
+            )  # fmt: skip
+            syn = apply_dsa(syn, params, self.syn_class)
+            augment = lambda x, labels: apply_dsa(x, params, labels)  # noqa: E731  (siamese: the same draw)
+        real_means = self.private.class_means(self.feature_map, generator, augment)
+        syn_features = self._bounded(embed_in_chunks(self.feature_map, syn, self.syn_class, differentiable=True))
+        loss = syn.new_zeros(())
+        for real, part in zip(real_means, self.syn_slices):
+            loss = loss + self.discrepancy(real, syn_features[part])
+        return loss
+
+    def _bounded(self, features: torch.Tensor) -> torch.Tensor:
+        if self.feature_bound is None:
+            return features
+        return features * (self.feature_bound / features.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+
     def _pool_loss(self, syn: torch.Tensor) -> torch.Tensor:
         """Synthetic features against the active pool entry's cached real features."""
         syn = self.pool.augment(self.entry, syn, self.syn_class)
-        syn_features = embed_in_chunks(self.feature_map, syn, self.syn_class, differentiable=True)
+        syn_features = self._bounded(embed_in_chunks(self.feature_map, syn, self.syn_class, differentiable=True))
         loss = syn.new_zeros(())
         for real, part in zip(self.pool.features[self.entry], self.syn_slices):
             loss = loss + self.discrepancy(real, syn_features[part])

@@ -86,6 +86,9 @@ def condense_reply(
         "upload-bytes": array_record_bytes(record),
         "partition-id": partition_id,
     })  # fmt: skip
+    privacy = synthetic.metadata.get("privacy") or {}
+    if privacy.get("epsilon") is not None:  # a private release: the server records its guarantee per client
+        metrics["epsilon"], metrics["delta"] = float(privacy["epsilon"]), float(privacy["delta"])
     return RecordDict({SET_KEY: record, METRICS_KEY: metrics})
 
 
