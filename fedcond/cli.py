@@ -1,4 +1,4 @@
-"""The ``fedcond`` command line: condense, evaluate, show, federate, continual, datasets.
+"""The ``fedcond`` command line: condense, evaluate, show, audit, federate, continual, datasets.
 
 Every command reads one config (``--config FILE.yaml`` plus ``--set key=value`` overrides),
 writes ``--out DIR/results.json`` and prints a short table. Bad input of any kind ends with one
@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     p.set_defaults(handler=cmd_federate)
 
+    p = sub.add_parser("audit", help="membership inference against a synthetic set: what it leaks about its source")
+    _common(p, "audit")
+    p.add_argument("--synthetic", required=True, metavar="FILE.pt", help="a saved synthetic set")
+    p.set_defaults(handler=cmd_audit)
+
     p = sub.add_parser("continual", help="Avalanche: condensed replay memory against Avalanche's replay and GDumb")
     _common(p, "continual")
     p.set_defaults(handler=cmd_continual)
@@ -112,6 +117,24 @@ def cmd_federate(args: argparse.Namespace, config: Config, out: Path) -> None:
     headers = ["strategy", "rounds", "accuracy %", "upload MiB", "download MiB", "rejected", "failed", "seconds"]
     print_table(headers, rows)
     print(f"results: {out / 'results.json'}, plot: {out / 'accuracy_vs_upload.png'}")
+
+
+def cmd_audit(args: argparse.Namespace, config: Config, out: Path) -> None:
+    from fedcond.data import load_dataset
+    from fedcond.device import resolve_device
+    from fedcond.privacy.audit import audit
+    from fedcond.report import print_table, write_results
+
+    device = resolve_device(config.device)
+    splits = load_dataset(config.dataset)
+    synthetic = _load_synthetic(args.synthetic, config, splits.test)
+    results = {"synthetic_file": str(args.synthetic), **audit(synthetic, splits, config, device), "config": config.to_dict()}
+    write_results(out, "audit", results)
+    eps = results["privacy"]["epsilon"]
+    print(f"{results['dataset']}: {results['members']} members vs {results['nonmembers']} non-members; "
+          f"epsilon {'inf (not private)' if eps is None else f'{eps:.3g}'}")  # fmt: skip
+    rows = [[name, a["auc"], a["tpr_at_1pct_fpr"], a["tpr_at_0.1pct_fpr"]] for name, a in results["attacks"].items()]
+    print_table(["attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR"], rows)
 
 
 def cmd_continual(args: argparse.Namespace, config: Config, out: Path) -> None:

@@ -157,6 +157,10 @@ class PrivacyConfig:
     #: ``per-iteration``: a fresh network, Poisson sample (``sample_rate``) and release every iteration.
     mode: str = "once"
     sample_rate: float = 0.01
+    #: ``fedcond audit``: members and non-members drawn (each, at most), and the epochs of the
+    #: reference model trained on the members.
+    audit_samples: int = 5000
+    audit_reference_epochs: int = 50
 
 
 @dataclass
@@ -370,6 +374,7 @@ class Config:
         _check(p.clip > 0, "privacy.clip must be > 0")
         _choice("privacy.mode", p.mode, ("once", "per-iteration"))
         _check(0 < p.sample_rate <= 1, "privacy.sample_rate must be in (0, 1]")
+        _check(p.audit_samples >= 10 and p.audit_reference_epochs >= 1, "privacy.audit_samples must be >= 10, audit_reference_epochs >= 1")
         if p.epsilon is None:
             return
         _check(0 < p.epsilon < float("inf"), "privacy.epsilon must be a positive finite number (null: no privacy mode)")

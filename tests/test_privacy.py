@@ -144,3 +144,56 @@ def test_condense_command_reports_the_guarantee_next_to_non_private_baselines(tm
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["privacy"]["epsilon"] <= 5 and results["privacy"]["delta"] == 1e-5
     assert "random" in results["baselines"]
+
+
+# ---------------------------------------------------------------------------- fedcond audit
+def test_roc_summary_reads_separable_and_identical_scores() -> None:
+    import numpy as np
+
+    from fedcond.privacy.audit import roc_summary
+
+    separable = roc_summary(np.arange(100.0) + 1000, np.arange(100.0))
+    assert separable == {"auc": 1.0, "tpr_at_1pct_fpr": 1.0, "tpr_at_0.1pct_fpr": 1.0}
+    rng = np.random.default_rng(0)
+    same = roc_summary(rng.normal(size=5000), rng.normal(size=5000))
+    assert abs(same["auc"] - 0.5) < 0.03 and same["tpr_at_1pct_fpr"] < 0.03
+
+
+def test_audit_finds_real_samples_in_a_coreset_but_not_in_a_private_set(digits) -> None:
+    from fedcond.privacy.audit import audit
+
+    base = {"device": "cpu", "progress": False, "evaluation": {"epochs": 3, "runs": 1},
+            "privacy": {"audit_samples": 400, "audit_reference_epochs": 2}}  # fmt: skip
+    coreset_config = Config.from_dict({**base, "condense": {"method": "random", "ipc": 20}})
+    coreset = condense(digits.train, coreset_config)
+    leaky = audit(coreset, digits, coreset_config, torch.device("cpu"))
+    private = condense(digits.train, private_config(epsilon=1.0))
+    private_config_audit = Config.from_dict({**private_config().to_dict(), **base})
+    sealed = audit(private, digits, private_config_audit, torch.device("cpu"))
+    assert leaky["members"] == leaky["nonmembers"] == 400 and leaky["privacy"] == {"epsilon": None, "delta": None}
+    assert set(leaky["attacks"]) == {"loss-threshold", "nearest-synthetic-neighbour", "loss-threshold-real-data-model"}
+    # Members that are coreset images sit at distance 0: found with no false positive at all.
+    assert leaky["attacks"]["nearest-synthetic-neighbour"]["tpr_at_0.1pct_fpr"] > 0.05
+    assert sealed["attacks"]["nearest-synthetic-neighbour"]["tpr_at_0.1pct_fpr"] < 0.02
+    assert sealed["privacy"]["epsilon"] <= 1.0 and sealed["synthetic_set"]["init"] == "noise"
+
+
+def test_audit_command_writes_results_and_refuses_a_mismatched_set(tmp_path, capsys) -> None:
+    import json
+
+    from fedcond.cli import main
+    from fedcond.synthetic import SyntheticSet
+
+    fast = ["--set", "progress=false", "--set", "device=cpu", "--set", "evaluation.epochs=2",
+            "--set", "privacy.audit_samples=50", "--set", "privacy.audit_reference_epochs=1"]  # fmt: skip
+    assert main(["condense", "--out", str(tmp_path / "set"), "--no-evaluate", "--set", "condense.iterations=2", *fast]) == 0
+    assert main(["audit", "--synthetic", str(tmp_path / "set" / "synthetic.pt"), "--out", str(tmp_path / "audit"), *fast]) == 0
+    results = json.loads((tmp_path / "audit" / "results.json").read_text())
+    assert results["members"] == 50 and "auc" in results["attacks"]["loss-threshold"]
+    assert results["privacy"] == {"epsilon": None, "delta": None}
+    wrong = SyntheticSet(torch.zeros(10, 1, 4, 4), torch.arange(10), 10)
+    wrong.save(tmp_path / "wrong.pt")
+    capsys.readouterr()
+    assert main(["audit", "--synthetic", str(tmp_path / "wrong.pt"), "--out", str(tmp_path / "bad"), *fast]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "1x4x4 but 1x8x8 expected" in err

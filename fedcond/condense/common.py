@@ -52,6 +52,7 @@ def build_synthetic_set(
         feature_map=c.feature_map,
         discrepancy=c.discrepancy if matching else None,
         ipc=c.ipc,
+        init=c.init if matching else "real",  # coresets are real samples
         seed=config.seed,
         timings={"condense_seconds": seconds, **(extra_timings or {})},
         **extra,
