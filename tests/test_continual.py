@@ -358,3 +358,25 @@ def test_dsa_plugin_augments_training_batches_only(scenario: Any) -> None:
     assert bool(row_match(seen["eval"][0], real).all())  # evaluation is never augmented
     with pytest.raises(ConfigError):
         DSAPlugin("flip_warp")
+
+
+@pytest.mark.parametrize("name", ["gdumb", "condensed-gdumb"])
+def test_retraining_methods_follow_the_protocols_schedule(scenario: Any, name: str) -> None:
+    from avalanche.training.plugins import LRSchedulerPlugin
+
+    from fedcond.continual.methods import CONTINUAL_METHODS, MethodSettings
+
+    config = continual_config(gdumb_epochs=4)
+    strategy, memory = CONTINUAL_METHODS.get(name)(model_for(scenario), MethodSettings(config, torch.device("cpu"), None))
+    lrs: list[float] = []
+
+    class LR(SupervisedPlugin):
+        def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+            lrs.append(strategy.optimizer.param_groups[0]["lr"])
+
+    strategy.plugins.append(LR())
+    for exp in scenario.scenario.train_stream[:2]:
+        strategy.train(exp)
+    # Four epochs per experience, lr x0.1 at half-way, restarted at the next experience.
+    assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001] * 2)
+    assert any(isinstance(p, LRSchedulerPlugin) for p in strategy.plugins) and len(memory.buffer) == 100 // 4 * 4

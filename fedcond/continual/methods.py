@@ -30,22 +30,34 @@ class MethodSettings:
         k = self.config.continual
         return torch.optim.SGD(model.parameters(), lr=k.lr, momentum=k.momentum, weight_decay=k.weight_decay)
 
-    def common(self, model: nn.Module, *, epochs: int | None = None, plugins: list[Any] | None = None) -> dict[str, Any]:
-        """The strategy arguments every method shares (and the DSA plugin when ``continual.dsa``)."""
+    def common(
+        self, model: nn.Module, *, plugins: list[Any] | None = None, retrain: bool = False
+    ) -> dict[str, Any]:
+        """The strategy arguments every method shares (and the DSA plugin when ``continual.dsa``).
+
+        ``retrain``: GDumb-style methods train from scratch for ``gdumb_epochs`` with the evaluation
+        protocol's schedule (lr x0.1 at half-way, restarted every experience).
+        """
+        from avalanche.training.plugins import LRSchedulerPlugin
+
         k = self.config.continual
-        extra = []
+        optimizer = self.optimizer(model)
+        extra: list[Any] = []
         if k.dsa:
             from fedcond.continual.plugins import DSAPlugin
 
             c = self.config.condense
             extra.append(DSAPlugin(c.dsa_strategy, mode=c.dsa_mode, seed=self.config.seed))
+        if retrain:
+            schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, k.gdumb_epochs // 2)], gamma=0.1)
+            extra.append(LRSchedulerPlugin(schedule, reset_scheduler=True, reset_lr=True))
         return {
             "plugins": [*(plugins or []), *extra],
             "model": model,
-            "optimizer": self.optimizer(model),
+            "optimizer": optimizer,
             "criterion": nn.CrossEntropyLoss(),
             "train_mb_size": k.train_mb_size,
-            "train_epochs": epochs or k.train_epochs,
+            "train_epochs": k.gdumb_epochs if retrain else k.train_epochs,
             "eval_mb_size": 256,
             "device": self.device,
             "evaluator": self.evaluator,
@@ -123,7 +135,7 @@ def build_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
     """Avalanche's GDumb: a class-balanced random memory, the model retrained from scratch on it."""
     from avalanche.training.supervised import GDumb
 
-    strategy = GDumb(**s.common(model, epochs=s.config.continual.gdumb_epochs), mem_size=s.config.continual.mem_size)
+    strategy = GDumb(**s.common(model, retrain=True), mem_size=s.config.continual.mem_size)
     plugin = next(p for p in strategy.plugins if hasattr(p, "storage_policy"))
     return strategy, plugin.storage_policy
 
@@ -150,4 +162,4 @@ def build_condensed_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Any, Any
     from fedcond.continual.plugins import CondensedGDumbPlugin
 
     plugin = CondensedGDumbPlugin(mem_size=s.config.continual.mem_size, config=s.config, **s.condensed_kwargs())
-    return Naive(**s.common(model, epochs=s.config.continual.gdumb_epochs, plugins=[plugin])), plugin.storage_policy
+    return Naive(**s.common(model, plugins=[plugin], retrain=True)), plugin.storage_policy
