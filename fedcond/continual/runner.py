@@ -7,6 +7,7 @@ forgetting) after each training experience; ``results.json`` is rewritten atomic
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import statistics
 import sys
@@ -56,7 +57,9 @@ def run_method_seed(name: str, benchmark: ContinualBenchmark, config: Config, se
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True), forgetting_metrics(stream=True), loggers=[]
     )
-    strategy, memory = CONTINUAL_METHODS.get(name)(model, MethodSettings(config, device, evaluator))
+    # The seed reaches everything the method draws: its memory's condensation, its augmentation.
+    seeded = dataclasses.replace(config, seed=seed)
+    strategy, memory = CONTINUAL_METHODS.get(name)(model, MethodSettings(seeded, device, evaluator))
     accuracy, stream_accuracy, condense_s, train_s = [], [], [], []
     metrics: dict[str, Any] = {}
     for i, experience in enumerate(benchmark.scenario.train_stream):
