@@ -37,7 +37,7 @@ def _results() -> dict:
 def test_checks_follow_the_measurements() -> None:
     got = _results()["checks"]
     assert got["oneshot_vs_fedavg_alpha_0.1"] == {"fedcondense": 70.0, "fedavg": 60.0, "upload_ratio": 0.01, "met": True}
-    assert got["hybrid_vs_fedavg_alpha_0.1"] == {"gain_points": 6.0, "met": True}
+    assert got["hybrid_vs_fedavg_alpha_0.1"] == {"rounds": 1, "gain_points": 6.0, "met": True}
     assert got["label_flip_cost_with_defence"]["cost_points"] == 2.0 and got["label_flip_cost_with_defence"]["met"]
     assert got["label_flip_cost_with_defence"]["defence_off"] == 60.0
     worse = _results()["scenarios"]
@@ -96,3 +96,23 @@ def test_several_runs_merge_into_one_report(tmp_path: Path) -> None:
     assert "| dirichlet-0.1 | digits | 10 | hybrid |" in text and "| label-flip-defence-on |" in text
     assert "hybrid_vs_fedavg_alpha_0.1: met" in text and "label_flip_cost_with_defence: met" in text
     assert "peak RSS 900 MB" in text
+
+
+def test_hybrid_is_compared_at_equal_rounds_from_its_own_scenario() -> None:
+    fedavg = _strategy(60.0, 100_000) | {"rounds": 4, "accuracy_per_round": [20.0, 40.0, 50.0, 60.0]}
+    hybrid = _strategy(48.0, 50_000) | {"rounds": 2, "accuracy_per_round": [45.0, 48.0]}
+    got = checks({"dirichlet-0.1": _scenario(fedavg=fedavg), "dirichlet-0.1-hybrid": _scenario(hybrid=hybrid)})
+    assert got["hybrid_vs_fedavg_alpha_0.1"] == {"rounds": 2, "gain_points": 8.0, "met": True}
+
+
+def test_a_stopped_scenario_is_rebuilt_from_its_folder() -> None:
+    from simulations.benchmark_federated import summarise
+
+    run = {"final_accuracy": 50.0, "rounds": [{"accuracy": 50.0}], "total_upload_bytes": 10, "total_download_bytes": 0,
+           "rejected_clients": [{"partition_id": 2}, {"partition_id": None}], "failed_clients": [], "seconds": 3.0}  # fmt: skip
+    federate = {"dataset": "digits", "num_clients": 5, "ipc": 10, "strategies": {"fedcondense": run},
+                "config": {"federated": {"alpha": 0.1, "partitioner": "dirichlet", "defence": True}}}  # fmt: skip
+    row = summarise(federate, [], 3.0, None)
+    assert row["peak_memory_mb_process_tree"] is None and row["alpha"] == 0.1
+    assert row["strategies"]["fedcondense"]["rejected_partitions"] == [2]
+    assert "| - |" in table({"scenarios": {"x": row}})
