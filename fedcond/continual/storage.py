@@ -180,13 +180,13 @@ class CondensedBuffer(ExemplarsBuffer):
         network = self._network(agent)
         for c in self.classes:
             if c not in new_classes and len(self._images[c]) > quota:
-                self._images[c] = self._reduce(self._images[c], quota, network)
+                self._images[c] = self._reduce(self._images[c], quota, network, c)
         for c in new_classes:
             mask = data.labels == c
             real = data.images[mask]
             if c in self._images:  # a class seen again: condense what is held together with the new samples
                 real = torch.cat([self._images[c], real])
-            self._images[c] = self._condense(real, quota, network, self.config.condense.method)
+            self._images[c] = self._condense(real, quota, network, self.config.condense.method, c)
             if data.task_labels is not None:
                 self._task[c] = int(data.task_labels[mask][0])
         self._cached = None
@@ -204,7 +204,7 @@ class CondensedBuffer(ExemplarsBuffer):
         network = self._network(strategy)
         for c in self.classes:
             if len(self._images[c]) > quota:
-                self._images[c] = self._reduce(self._images[c], quota, network)
+                self._images[c] = self._reduce(self._images[c], quota, network, c)
         self._cached = None
 
     # ------------------------------------------------------------------ condensation
@@ -219,11 +219,11 @@ class CondensedBuffer(ExemplarsBuffer):
             )
         return model
 
-    def _reduce(self, held: torch.Tensor, quota: int, network: nn.Module | None) -> torch.Tensor:
+    def _reduce(self, held: torch.Tensor, quota: int, network: nn.Module | None, label: int) -> torch.Tensor:
         method = "herding" if self.shrink == "select" else self.config.condense.method
-        return self._condense(held, quota, network, method)
+        return self._condense(held, quota, network, method, label)
 
-    def _condense(self, images: torch.Tensor, quota: int, network: nn.Module | None, method: str) -> torch.Tensor:
+    def _condense(self, images: torch.Tensor, quota: int, network: nn.Module | None, method: str, label: int) -> torch.Tensor:
         """``quota`` synthetic images of one class, condensed from ``images`` (all of that class)."""
         from fedcond.condense import condense  # the condensers import heavy registries
 
@@ -248,7 +248,7 @@ class CondensedBuffer(ExemplarsBuffer):
             )
         # A different seed per update and class, so memories of successive experiences are not
         # condensed through the same random networks.
-        seed = self.config.seed * 1_000_003 + self._updates * 1_009 + len(self._images)
+        seed = self.config.seed * 1_000_003 + self._updates * 1_009 + label * 7_919
         config = dataclasses.replace(self.config, condense=condense_cfg, seed=seed)
         synthetic = condense(data, config, device=self.device, progress=False)
         return synthetic.images.detach().cpu().float()
