@@ -21,17 +21,19 @@ TINY = [
 def test_faulty_and_poisoned_clients_do_not_stop_the_round(tmp_path: Path) -> None:
     config = Config.load(
         "configs/federated-digits.yaml",
-        [*TINY, "federated.num_clients=6", "federated.strategies=fedcondense", "federated.timeout=20"],
+        # 45 s: honest clients (Ray actor start-up included) answer in ~10 s alone, ~25 s on a loaded machine.
+        [*TINY, "federated.num_clients=6", "federated.strategies=fedcondense", "federated.timeout=45"],
     )
-    app = attacked_client_app({3: "label-flip", 4: "crash", 5: "stall"}, num_classes=10, stall_seconds=40)
+    app = attacked_client_app({3: "label-flip", 4: "crash", 5: "stall"}, num_classes=10, stall_seconds=55)
     results = simulate(config, tmp_path, client_app=app)
     run = results["strategies"]["fedcondense"]
-    assert results["complete"] and run["final_accuracy"] is not None and run["final_accuracy"] > 30
+    diagnosis = {"failed": run["failed_clients"], "rejected": run["rejected_clients"]}
+    assert results["complete"] and run["final_accuracy"] is not None and run["final_accuracy"] > 30, diagnosis
     rejected = {r["partition_id"]: r["reason"] for r in run["rejected_clients"]}
     assert list(rejected) == [3] and "defence" in rejected[3]
     reasons = sorted(f["reason"] for f in run["failed_clients"])
     assert len(reasons) == 2 and reasons[0].startswith("error:") and "simulated client crash" in reasons[0]
-    assert reasons[1].startswith("no reply within 20")
+    assert reasons[1].startswith("no reply within 45")
     clients = run["condense_rounds"]["1"]["clients"]
     assert sorted(c["partition-id"] for c in clients) == [0, 1, 2, 3]
     assert run["total_upload_bytes"] == sum(c["upload-bytes"] for c in clients)
