@@ -129,6 +129,7 @@ class ScenarioBenchmark:
             lines += ["", "Targets: " + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items())]
         if not results.get("complete", True):
             lines.append("\nThe run was stopped early: these are the scenarios it finished.")
+        lines += [f"\nNote: {note}" for note in results.get("notes", [results["note"]] if "note" in results else [])]
         replace_readme_block(path, *self.readme_markers, lines)
 
     def main(self, argv: list[str] | None = None) -> int:
@@ -177,6 +178,8 @@ class ScenarioBenchmark:
         merged["quick"] = any(r.get("quick") for r in runs)
         merged["complete"] = all(r.get("complete") for r in runs)
         merged["checks"] = self.checks(merged["scenarios"])
+        merged["notes"] = [r["note"] for r in runs if r.get("note")]
+        merged.pop("note", None)
         peaks = [r["peak_memory_mb"] for r in runs if r.get("peak_memory_mb") is not None]
         merged["peak_memory_mb"] = max(peaks) if peaks else None
         return merged
