@@ -186,16 +186,9 @@ def _run_methods(
 
 def plot_accuracy_per_experience(results: dict[str, Any], path: Path) -> None:
     """Average accuracy on the experiences seen so far, after each experience (mean ± std over seeds)."""
-    import io
+    from fedcond.plotting import new_figure, write_figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fedcond.io import atomic_write_bytes
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure()
     for name, method in results["methods"].items():
         mean, std = method["accuracy_per_experience"], method["accuracy_per_experience_std"]
         xs = list(range(1, len(mean) + 1))
@@ -207,8 +200,4 @@ def plot_accuracy_per_experience(results: dict[str, Any], path: Path) -> None:
     ax.set_xticks(range(1, results["experiences"] + 1))
     ax.grid(True, alpha=0.3)
     ax.legend()
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_figure(fig, path)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
-from fedcond.io import atomic_write_bytes
+from fedcond.plotting import new_figure, write_figure
 
 
 def plot_accuracy_vs_upload(results: dict[str, Any], path: Path) -> None:
     """One point per round: (total bytes uploaded so far, test accuracy after the round)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure()
     for name, strategy in results["strategies"].items():
         xs, ys, total = [], [], 0
         for entry in strategy["rounds"]:
@@ -31,8 +25,4 @@ def plot_accuracy_vs_upload(results: dict[str, Any], path: Path) -> None:
     ax.set_title(f"{results['dataset']}, {results['num_clients']} clients")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    write_figure(fig, path)
