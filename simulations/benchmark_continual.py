@@ -110,8 +110,6 @@ def table(results: dict[str, Any]) -> str:
                 f"{m['final_average_accuracy']:.1f} ± {m['final_average_accuracy_std']:.1f} | "
                 f"{m['forgetting']:.1f} ± {m['forgetting_std']:.1f} | {condense:.1f} | {train:.1f} |"
             )
-    for name, why in results.get("skipped", {}).items():
-        lines.append(f"\n{name} skipped: {why}")
     return "\n".join(lines)
 
 

@@ -203,8 +203,6 @@ def table(results: dict[str, Any]) -> str:
                 f"{r['total_upload_bytes'] / 2**20:.2f} | {r['total_download_bytes'] / 2**20:.2f} | "
                 f"{len(r['rejected_partitions'])} | {s['seconds']:.0f} | {_mb(s['peak_memory_mb_process_tree'])} |"
             )
-    for name, why in results.get("skipped", {}).items():
-        lines.append(f"\n{name} skipped: {why}")
     return "\n".join(lines)
 
 

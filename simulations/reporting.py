@@ -119,11 +119,16 @@ class ScenarioBenchmark:
         atomic_write_json(out / "results.json", results)
         return results
 
+    def report(self, results: dict[str, Any]) -> str:
+        """The table, then the scenarios that could not run and why."""
+        skipped = [f"\n{name} skipped: {why}" for name, why in results.get("skipped", {}).items()]
+        return "\n".join([self.table(results), *skipped])
+
     def update_readme(self, path: Path, results: dict[str, Any], command: str) -> None:
         lines = [*measured_header(results, command)]
         if results.get("quick"):
             lines.append("**--quick run on digits: checks the script; these figures are not the benchmark.**\n")
-        lines.append(self.table(results))
+        lines.append(self.report(results))
         checked = results.get("checks", {})
         if checked:
             lines += ["", "Targets: " + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items())]
@@ -155,7 +160,7 @@ class ScenarioBenchmark:
                 command = results["command"]
             else:
                 results = self.run(args, command)
-            print(self.table(results))
+            print(self.report(results))
             if args.update_readme:
                 self.update_readme(Path(args.update_readme), results, command)
         except FedcondError as exc:
