@@ -123,6 +123,40 @@ def test_select_shrink_keeps_a_subset_of_what_was_held(scenario: Any) -> None:
     assert len(kept) == 5 and all(any(torch.equal(k, h) for h in held) for k in kept)
 
 
+def test_each_update_condenses_its_classes_jointly(scenario: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    condense_module = sys.modules["fedcond.condense"]  # the package; fedcond.condense is also its function
+    calls: list[tuple[int, int]] = []
+    real_condense = condense_module.condense
+
+    def spy(data: Any, config: Config, **kwargs: Any) -> Any:
+        calls.append((data.num_classes, config.condense.ipc))
+        return real_condense(data, config, **kwargs)
+
+    monkeypatch.setattr(condense_module, "condense", spy)
+    buffer = CondensedBuffer(20, continual_config())
+    stream, agent = scenario.scenario.train_stream, SimpleNamespace(model=None)
+    buffer.post_adapt(agent, stream[0])
+    buffer.post_adapt(agent, stream[1])
+    # One call for the first experience's classes, then one shrinking the old ones, one for the new.
+    assert calls == [(2, 10), (2, 5), (2, 5)]
+    assert buffer.class_sizes() == {c: 5 for c in buffer.classes} and len(buffer.classes) == 4
+
+
+def test_truncated_herding_picks_what_avalanche_herding_picks() -> None:
+    from avalanche.training.storage_policy import HerdingSelectionStrategy
+
+    from fedcond.continual.storage import TruncatedHerding
+
+    model = build_model("convnet", channels=1, num_classes=10, image_size=(8, 8))
+    features = torch.randn(300, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    full = HerdingSelectionStrategy(model, "features").make_sorted_indices_from_features(features.flatten(1))
+    truncated = TruncatedHerding(model, "features", limit=25).make_sorted_indices_from_features(features)
+    assert truncated[:25] == full[:25]
+    assert sorted(truncated) == list(range(300))
+
+
 def test_resize_shrinks_to_the_new_quota(scenario: Any) -> None:
     buffer = CondensedBuffer(20, continual_config(), shrink="select")
     buffer.post_adapt(SimpleNamespace(model=None), scenario.scenario.train_stream[0])

@@ -116,16 +116,13 @@ def build_class_balanced(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]
 @register_continual_method("herding")
 def build_herding(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
     """Replay from Avalanche's ParametricBuffer per class with herding (iCaRL) in the model's features."""
-    from avalanche.training.storage_policy import HerdingSelectionStrategy, ParametricBuffer
+    from avalanche.training.storage_policy import ParametricBuffer
     from avalanche.training.supervised import Naive
 
-    class FlatHerding(HerdingSelectionStrategy):
-        # Avalanche's herding sums distances over dim 1: a conv layer's [N, C, H, W] output must be flattened.
-        def make_sorted_indices_from_features(self, features: torch.Tensor) -> list[int]:
-            return super().make_sorted_indices_from_features(features.flatten(1))
+    from fedcond.continual.storage import TruncatedHerding
 
     layer = getattr(model, "embedding_layer", "features")
-    selection = FlatHerding(model, layer)
+    selection = TruncatedHerding(model, layer, limit=s.config.continual.mem_size)
     plugin = s.replay(ParametricBuffer(max_size=s.config.continual.mem_size, groupby="class", selection_strategy=selection))
     return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
 

@@ -18,7 +18,7 @@ import torch
 from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
 from avalanche.benchmarks.utils.data_attribute import DataAttribute
-from avalanche.training.storage_policy import ExemplarsBuffer
+from avalanche.training.storage_policy import ExemplarsBuffer, HerdingSelectionStrategy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -133,6 +133,7 @@ class CondensedBuffer(ExemplarsBuffer):
         self._with_tasks: bool | None = None
         self._cached: Any = None
         self._updates = 0
+        self._calls = 0
         #: Seconds spent condensing (and shrinking) in each ``post_adapt`` call, in order.
         self.condense_seconds: list[float] = []
 
@@ -178,17 +179,20 @@ class CondensedBuffer(ExemplarsBuffer):
         new_classes = sorted(int(c) for c in data.labels.unique())
         quota = class_quota(self.max_size, len(set(self._images) | set(new_classes)))
         network = self._network(agent)
-        for c in self.classes:
-            if c not in new_classes and len(self._images[c]) > quota:
-                self._images[c] = self._reduce(self._images[c], quota, network, c)
+        # One condensation per kind of work: the classes of a condensation are matched jointly in
+        # one loop (one network draw and one backward pass per iteration for all of them).
+        held = {c: self._images[c] for c in self.classes if c not in new_classes and len(self._images[c]) > quota}
+        self._images.update(self._reduce(held, quota, network))
+        arriving: dict[int, torch.Tensor] = {}
         for c in new_classes:
             mask = data.labels == c
             real = data.images[mask]
             if c in self._images:  # a class seen again: condense what is held together with the new samples
                 real = torch.cat([self._images[c], real])
-            self._images[c] = self._condense(real, quota, network, self.config.condense.method, c)
+            arriving[c] = real
             if data.task_labels is not None:
                 self._task[c] = int(data.task_labels[mask][0])
+        self._images.update(self._condense(arriving, quota, network, self.config.condense.method))
         self._cached = None
         self._updates += 1
         self.condense_seconds.append(time.perf_counter() - started)
@@ -202,9 +206,8 @@ class CondensedBuffer(ExemplarsBuffer):
             return
         quota = class_quota(new_size, len(self._images))
         network = self._network(strategy)
-        for c in self.classes:
-            if len(self._images[c]) > quota:
-                self._images[c] = self._reduce(self._images[c], quota, network, c)
+        held = {c: self._images[c] for c in self.classes if len(self._images[c]) > quota}
+        self._images.update(self._reduce(held, quota, network))
         self._cached = None
 
     # ------------------------------------------------------------------ condensation
@@ -219,23 +222,28 @@ class CondensedBuffer(ExemplarsBuffer):
             )
         return model
 
-    def _reduce(self, held: torch.Tensor, quota: int, network: nn.Module | None, label: int) -> torch.Tensor:
+    def _reduce(self, held: dict[int, torch.Tensor], quota: int, network: nn.Module | None) -> dict[int, torch.Tensor]:
         method = "herding" if self.shrink == "select" else self.config.condense.method
-        return self._condense(held, quota, network, method, label)
+        return self._condense(held, quota, network, method)
 
-    def _condense(self, images: torch.Tensor, quota: int, network: nn.Module | None, method: str, label: int) -> torch.Tensor:
-        """``quota`` synthetic images of one class, condensed from ``images`` (all of that class)."""
+    def _condense(
+        self, images: dict[int, torch.Tensor], quota: int, network: nn.Module | None, method: str
+    ) -> dict[int, torch.Tensor]:
+        """``quota`` synthetic images for each class of ``images`` (class -> all its samples at hand)."""
         from fedcond.condense import condense  # the condensers import heavy registries
 
-        if len(images) <= quota:
-            return images.clone()  # nothing to condense: a memory never holds more than its source
+        # A class with no more samples than its quota is kept as it is: a memory never holds more than its source.
+        out = {c: x.clone() for c, x in images.items() if len(x) <= quota}
+        todo = sorted(c for c in images if c not in out)
+        if not todo:
+            return out
         data = ImageDataset(
-            images=images.cpu(),
-            labels=torch.zeros(len(images), dtype=torch.int64),
-            num_classes=1,
+            images=torch.cat([images[c] for c in todo]).cpu(),
+            labels=torch.cat([torch.full((len(images[c]),), k, dtype=torch.int64) for k, c in enumerate(todo)]),
+            num_classes=len(todo),
             name="experience",
-            mean=(0.0,) * images.shape[1],
-            std=(1.0,) * images.shape[1],
+            mean=(0.0,) * images[todo[0]].shape[1],
+            std=(1.0,) * images[todo[0]].shape[1],
         )
         condense_cfg = dataclasses.replace(self.config.condense, method=method, ipc=quota, init="real")
         if network is not None:
@@ -246,10 +254,42 @@ class CondensedBuffer(ExemplarsBuffer):
                 # the condenser freezes the network it is given: a copy, not the model being trained
                 pool_networks=0,  # the trained network changes every experience: nothing to cache
             )
-        # A different seed per update and class, so memories of successive experiences are not
-        # condensed through the same random networks.
-        seed = self.config.seed * 1_000_003 + self._updates * 1_009 + label * 7_919
+        # A different seed for every condensation (each update shrinks, then condenses the new
+        # classes), so memories of successive experiences are not condensed through the same networks.
+        self._calls += 1
+        seed = self.config.seed * 1_000_003 + self._calls * 7_919
         config = dataclasses.replace(self.config, condense=condense_cfg, seed=seed)
         synthetic = condense(data, config, device=self.device, progress=False)
-        return synthetic.images.detach().cpu().float()
+        images_out = synthetic.images.detach().cpu().float()
+        for k, c in enumerate(todo):
+            out[c] = images_out[synthetic.labels == k]
+        return out
 
+
+class TruncatedHerding(HerdingSelectionStrategy):
+    """Avalanche's herding (iCaRL) on flattened features, ranking only as far as a memory can hold.
+
+    Avalanche sums distances over dim 1, so a conv layer's [N, C, H, W] output is flattened. It also
+    ranks all N samples (N greedy steps over N x D distances: minutes for a 6000-image class); no
+    group of a ``limit``-sample memory keeps more than ``limit``, so the greedy order is computed for
+    the first ``limit`` picks, which are exactly Avalanche's, and the rest follow in index order.
+    """
+
+    def __init__(self, model: nn.Module, layer_name: str, *, limit: int) -> None:
+        super().__init__(model, layer_name)
+        self.limit = limit
+
+    def make_sorted_indices_from_features(self, features: torch.Tensor) -> list[int]:
+        features = features.flatten(1)
+        center = features.mean(dim=0)
+        current = torch.zeros_like(center)
+        chosen: list[int] = []
+        taken = torch.zeros(len(features), dtype=torch.bool, device=features.device)
+        for i in range(min(self.limit, len(features))):
+            candidates = current * i / (i + 1) + features / (i + 1)
+            distances = (candidates - center).pow(2).sum(dim=1).masked_fill(taken, float("inf"))
+            pick = int(distances.argmin())
+            chosen.append(pick)
+            taken[pick] = True
+            current = candidates[pick]
+        return chosen + torch.nonzero(~taken).flatten().tolist()
