@@ -47,6 +47,8 @@ class CondenseConfig:
     discrepancy: str = "mmd-gaussian"
     #: Network behind the feature map (and behind herding / k-center features).
     model: str = "convnet"
+    #: Options of ``model`` (e.g. ``{width: 64}``): the random networks' architecture.
+    model_params: dict[str, Any] = field(default_factory=dict)
     #: Synthetic images per class.
     ipc: int = 10
     #: Optimisation steps over the synthetic pixels.
@@ -265,7 +267,7 @@ class Config:
         from fedcond.device import resolve_device
         from fedcond.discrepancies import DISCREPANCIES
         from fedcond.features import FEATURE_MAPS
-        from fedcond.models import MODELS
+        from fedcond.models import MODELS, build_model
 
         resolve_device(self.device)
         DATASETS.get(self.dataset.name)
@@ -275,6 +277,8 @@ class Config:
         DISCREPANCIES.get(c.discrepancy)
         for name in [c.model, e.model, *e.cross_models]:
             MODELS.get(name)
+        _check(isinstance(c.model_params, dict), "condense.model_params must be a mapping of model options")
+        build_model(c.model, channels=1, num_classes=2, image_size=(64, 64), **c.model_params)  # unknown options fail here
         _check(0 < self.dataset.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
         _check(c.ipc >= 1, "condense.ipc must be at least 1")
         _check(c.iterations >= 0, "condense.iterations must be >= 0")

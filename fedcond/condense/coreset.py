@@ -26,7 +26,7 @@ def _embed(data: ImageDataset, config: Config, device: torch.device) -> torch.Te
     use_configured = feature_kind(c.feature_map) == "embedding"
     name = c.feature_map if use_configured else "random-embedding"
     params = c.feature_params if use_configured else {}
-    context = FeatureContext(c.model, data.channels, data.num_classes, data.image_size, device)
+    context = FeatureContext(c.model, data.channels, data.num_classes, data.image_size, device, c.model_params)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         feature_map = build_feature_map(name, context, **params)

@@ -112,7 +112,7 @@ def condense_by_matching(
     started = time.perf_counter()
     c = config.condense
     num_classes = data.num_classes
-    context = FeatureContext(c.model, data.channels, num_classes, data.image_size, device)
+    context = FeatureContext(c.model, data.channels, num_classes, data.image_size, device, c.model_params)
     feature_map = build_feature_map(c.feature_map, context, **c.feature_params)
     discrepancy = build_discrepancy(c.discrepancy, **c.discrepancy_params)
 
@@ -248,6 +248,8 @@ def condense_by_matching(
         extra["images_per_class"] = c.ipc * tiles
     if pool is not None:
         extra["pool_networks"] = c.pool_networks
+    if c.model_params:
+        extra["model_params"] = dict(c.model_params)
     if release is not None:
         extra["privacy"] = release.metadata()
     return build_synthetic_set(
