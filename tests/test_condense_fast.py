@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -57,6 +59,25 @@ def test_factorised_condensation_trains_factor_squared_images_per_class(digits, 
     assert synthetic.metadata["ipc"] == 2  # the stored budget
     with pytest.raises(ConfigError, match="condense.factor=3 must divide"):
         condense(digits.train, make_config(condense={"factor": 3}))
+
+
+def test_model_params_set_the_random_networks_architecture(digits, make_config, monkeypatch) -> None:
+    from fedcond.features import FeatureContext
+
+    widths: list[int] = []
+    build = FeatureContext.build_network
+
+    def spy(self: FeatureContext) -> Any:
+        net = build(self)
+        widths.append(net.embed_dim)
+        return net
+
+    monkeypatch.setattr(FeatureContext, "build_network", spy)
+    synthetic = condense(digits.train, make_config(condense={"iterations": 2, "model_params": {"width": 16}}))
+    assert widths and set(widths) == {16}  # 8x8 digits: 16 channels x 1 x 1 after three poolings
+    assert synthetic.metadata["model_params"] == {"width": 16}
+    with pytest.raises(ConfigError, match="model 'convnet' has no option"):
+        make_config(condense={"model_params": {"widht": 16}})
 
 
 def test_factorised_init_is_blurred_real_data(digits, make_config) -> None:
