@@ -17,10 +17,15 @@ def _method(accuracy: float) -> dict:
 
 
 def test_checks_follow_the_measurements() -> None:
-    scenarios = {"fashion-mnist-mem100": {"methods": {"condensed": _method(70.0), "replay": _method(61.0), "herding": _method(66.0)}}}
+    methods = {"condensed": _method(70.0), "replay": _method(61.0), "herding": _method(66.0)}
+    scenarios = {"fashion-mnist-mem100": {"methods": methods}}
     got = checks(scenarios)
+    assert set(got) == {"condensed_vs_replay_mem100", "condensed_vs_herding_mem100"}
     assert got["condensed_vs_replay_mem100"]["gain_points"] == 9.0 and got["condensed_vs_replay_mem100"]["met"]
     assert got["condensed_vs_herding_mem100"]["gain_points"] == 4.0 and not got["condensed_vs_herding_mem100"]["met"]
+    methods["condensed-gdumb"] = _method(71.5)
+    gdumb = checks(scenarios)["condensed_gdumb_vs_herding_mem100"]
+    assert gdumb["condensed-gdumb"] == 71.5 and gdumb["gain_points"] == 5.5 and gdumb["met"]
     assert checks({}) == {} and checks({"digits-mem100": scenarios["fashion-mnist-mem100"]}) == {}
 
 
@@ -37,7 +42,7 @@ def test_quick_run_writes_results_and_the_readme_block(tmp_path: Path, capsys: p
     assert (out / "digits-mem100" / "results.json").is_file()
     text = readme.read_text()
     assert text.startswith("top\n") and text.endswith("bottom\n") and "old" not in text
-    assert "| digits-mem100 | split-digits | 100 | condensed |" in text and "--quick run on digits" in text
+    assert "| digits-mem100 | split-digits | 100 (1 seed) | condensed |" in text and "--quick run on digits" in text
     printed = capsys.readouterr().out.strip()
     assert printed == table(results)
     # Reprinting an earlier run names the command that measured it.
