@@ -32,8 +32,9 @@ def test_checks_follow_the_measurements() -> None:
 def test_quick_run_writes_results_and_the_readme_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, readme = tmp_path / "run", tmp_path / "README.md"
     readme.write_text(f"top\n{README_START}\nold\n{README_END}\nbottom\n")
+    # --quick runs two seeds.
     args = ["--quick", "--scenarios", "digits-mem100", "--set", "continual.methods=[condensed, replay]",
-            "--set", "continual.seeds=1", "--out", str(out), "--update-readme", str(readme)]  # fmt: skip
+            "--out", str(out), "--update-readme", str(readme)]  # fmt: skip
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["benchmark"] == "continual" and results["complete"] and results["quick"]
@@ -42,7 +43,7 @@ def test_quick_run_writes_results_and_the_readme_block(tmp_path: Path, capsys: p
     assert (out / "digits-mem100" / "results.json").is_file()
     text = readme.read_text()
     assert text.startswith("top\n") and text.endswith("bottom\n") and "old" not in text
-    assert "| digits-mem100 | split-digits | 100 (1 seed) | condensed |" in text and "--quick run on digits" in text
+    assert "| digits-mem100 | split-digits | 100 (2 seeds) | condensed |" in text and "--quick run on digits" in text
     printed = capsys.readouterr().out.strip()
     assert printed == table(results)
     # Reprinting an earlier run names the command that measured it.
