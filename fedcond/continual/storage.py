@@ -132,7 +132,6 @@ class CondensedBuffer(ExemplarsBuffer):
         self._task: dict[int, int] = {}
         self._with_tasks: bool | None = None
         self._cached: Any = None
-        self._updates = 0
         self._calls = 0
         #: Seconds spent condensing (and shrinking) in each ``post_adapt`` call, in order.
         self.condense_seconds: list[float] = []
@@ -194,7 +193,6 @@ class CondensedBuffer(ExemplarsBuffer):
                 self._task[c] = int(data.task_labels[mask][0])
         self._images.update(self._condense(arriving, quota, network, self.config.condense.method))
         self._cached = None
-        self._updates += 1
         self.condense_seconds.append(time.perf_counter() - started)
 
     def resize(self, strategy: Any, new_size: int) -> None:
