@@ -269,8 +269,9 @@ class TruncatedHerding(HerdingSelectionStrategy):
 
     Avalanche sums distances over dim 1, so a conv layer's [N, C, H, W] output is flattened. It also
     ranks all N samples (N greedy steps over N x D distances: minutes for a 6000-image class); no
-    group of a ``limit``-sample memory keeps more than ``limit``, so the greedy order is computed for
-    the first ``limit`` picks, which are exactly Avalanche's, and the rest follow in index order.
+    group of a ``limit``-sample memory keeps more than ``limit``, so the greedy order (the coreset
+    condenser's ``herding_order``, the same rule) is computed for the first ``limit`` picks, which
+    are Avalanche's (tested), and the rest follow in index order.
     """
 
     def __init__(self, model: nn.Module, layer_name: str, *, limit: int) -> None:
@@ -278,16 +279,9 @@ class TruncatedHerding(HerdingSelectionStrategy):
         self.limit = limit
 
     def make_sorted_indices_from_features(self, features: torch.Tensor) -> list[int]:
-        features = features.flatten(1)
-        center = features.mean(dim=0)
-        current = torch.zeros_like(center)
-        chosen: list[int] = []
-        taken = torch.zeros(len(features), dtype=torch.bool, device=features.device)
-        for i in range(min(self.limit, len(features))):
-            candidates = current * i / (i + 1) + features / (i + 1)
-            distances = (candidates - center).pow(2).sum(dim=1).masked_fill(taken, float("inf"))
-            pick = int(distances.argmin())
-            chosen.append(pick)
-            taken[pick] = True
-            current = candidates[pick]
-        return chosen + torch.nonzero(~taken).flatten().tolist()
+        from fedcond.condense.coreset import herding_order  # the condensers import heavy registries
+
+        chosen = herding_order(features.flatten(1), min(self.limit, len(features))).tolist()
+        rest = torch.ones(len(features), dtype=torch.bool)
+        rest[chosen] = False
+        return chosen + torch.nonzero(rest).flatten().tolist()
