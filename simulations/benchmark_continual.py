@@ -101,14 +101,9 @@ def checks(scenarios: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _seeds(scenario: dict[str, Any]) -> str:
-    count = len(scenario["seeds"]) if isinstance(scenario["seeds"], list) else int(scenario["seeds"])
-    return f"{count} seed{'s' if count != 1 else ''}"
-
-
-def _spread(mean: float, std: float, scenario: dict[str, Any]) -> str:
+def _spread(mean: float, std: float, seeds: int) -> str:
     """``mean ± std`` over seeds; a single seed has no spread to show."""
-    return f"{mean:.1f}" if _seeds(scenario) == "1 seed" else f"{mean:.1f} ± {std:.1f}"
+    return f"{mean:.1f}" if seeds == 1 else f"{mean:.1f} ± {std:.1f}"
 
 
 def table(results: dict[str, Any]) -> str:
@@ -117,13 +112,14 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, s in results["scenarios"].items():
+        seeds = len(s["seeds"])
         for method, m in s["methods"].items():
             condense = sum(m["condense_seconds_per_experience"]) / len(m["condense_seconds_per_experience"])
             train = sum(m["train_seconds_per_experience"]) / len(m["train_seconds_per_experience"])
             lines.append(
-                f"| {name} | {s['benchmark']} | {s['mem_size']} ({_seeds(s)}) | {method} | "
-                f"{_spread(m['final_average_accuracy'], m['final_average_accuracy_std'], s)} | "
-                f"{_spread(m['forgetting'], m['forgetting_std'], s)} | {condense:.1f} | {train:.1f} |"
+                f"| {name} | {s['benchmark']} | {s['mem_size']} ({seeds} seed{'s' if seeds != 1 else ''}) | {method} | "
+                f"{_spread(m['final_average_accuracy'], m['final_average_accuracy_std'], seeds)} | "
+                f"{_spread(m['forgetting'], m['forgetting_std'], seeds)} | {condense:.1f} | {train:.1f} |"
             )
     return "\n".join(lines)
 
