@@ -53,13 +53,18 @@ def scenario_config(scenario: Scenario, quick: bool, config_path: str, extra: li
     return Config.load(config_path, overrides)
 
 
+#: Real-data reference models by :func:`fedcond.privacy.audit.reference_key`: every scenario of one
+#: run audits against the same members, so the reference is trained once per process, not per scenario.
+_REFERENCES: dict[str, Any] = {}
+
+
 def run_scenario(config: Config, out: Path) -> dict[str, Any]:
     """Condense, evaluate and audit one set; its own results.json goes to ``out``."""
     from fedcond.condense import condense
     from fedcond.data import load_dataset
     from fedcond.device import resolve_device
     from fedcond.evaluation import evaluate_synthetic
-    from fedcond.privacy.audit import audit
+    from fedcond.privacy.audit import audit, real_data_reference, reference_key
 
     device = resolve_device(config.device)
     splits = load_dataset(config.dataset)
@@ -68,7 +73,10 @@ def run_scenario(config: Config, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     synthetic.save(out / "synthetic.pt")
     evaluation = evaluate_synthetic(synthetic, splits.test, config, device=device)
-    audited = audit(synthetic, splits, config, device)
+    key = reference_key(config)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = real_data_reference(splits, config, device)
+    audited = audit(synthetic, splits, config, device, reference=_REFERENCES[key])
     privacy = synthetic.metadata["privacy"]
     summary = {
         "dataset": config.dataset.name,
@@ -82,6 +90,7 @@ def run_scenario(config: Config, out: Path) -> dict[str, Any]:
         "accuracies": evaluation.accuracies,
         "attacks": audited["attacks"],
         "members": audited["members"],
+        "model_accuracy": audited["model_accuracy"],
         "condense_seconds": round(synthetic.metadata["timings"]["condense_seconds"], 1),
         "seconds": round(time.perf_counter() - started, 1),
     }

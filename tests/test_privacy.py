@@ -160,7 +160,7 @@ def test_roc_summary_reads_separable_and_identical_scores() -> None:
 
 
 def test_audit_finds_real_samples_in_a_coreset_but_not_in_a_private_set(digits) -> None:
-    from fedcond.privacy.audit import audit
+    from fedcond.privacy.audit import audit, real_data_reference
 
     base = {"device": "cpu", "progress": False, "evaluation": {"epochs": 3, "runs": 1},
             "privacy": {"audit_samples": 400, "audit_reference_epochs": 2}}  # fmt: skip
@@ -169,13 +169,29 @@ def test_audit_finds_real_samples_in_a_coreset_but_not_in_a_private_set(digits) 
     leaky = audit(coreset, digits, coreset_config, torch.device("cpu"))
     private = condense(digits.train, private_config(epsilon=1.0))
     private_config_audit = Config.from_dict({**private_config().to_dict(), **base})
-    sealed = audit(private, digits, private_config_audit, torch.device("cpu"))
+    # One reference serves every set audited with the same dataset, evaluation and audit settings.
+    reference = real_data_reference(digits, private_config_audit, torch.device("cpu"))
+    sealed = audit(private, digits, private_config_audit, torch.device("cpu"), reference=reference)
+    assert sealed["attacks"]["loss-threshold-real-data-model"] == leaky["attacks"]["loss-threshold-real-data-model"]
+    assert sealed["model_accuracy"]["real"] == leaky["model_accuracy"]["real"]
     assert leaky["members"] == leaky["nonmembers"] == 400 and leaky["privacy"] == {"epsilon": None, "delta": None}
     assert set(leaky["attacks"]) == {"loss-threshold", "nearest-synthetic-neighbour", "loss-threshold-real-data-model"}
     # Members that are coreset images sit at distance 0: found with no false positive at all.
     assert leaky["attacks"]["nearest-synthetic-neighbour"]["tpr_at_0.1pct_fpr"] > 0.05
     assert sealed["attacks"]["nearest-synthetic-neighbour"]["tpr_at_0.1pct_fpr"] < 0.02
     assert sealed["privacy"]["epsilon"] <= 1.0 and sealed["synthetic_set"]["init"] == "noise"
+
+
+def test_audit_refuses_a_reference_computed_for_other_settings(digits) -> None:
+    from fedcond.privacy.audit import audit, real_data_reference
+
+    config = Config.from_dict({"device": "cpu", "progress": False, "evaluation": {"epochs": 1, "runs": 1},
+                               "privacy": {"audit_samples": 50, "audit_reference_epochs": 1}})  # fmt: skip
+    reference = real_data_reference(digits, config, torch.device("cpu"))
+    other = Config.from_dict({**config.to_dict(), "privacy": {"audit_samples": 60, "audit_reference_epochs": 1}})
+    coreset = condense(digits.train, Config.from_dict({**config.to_dict(), "condense": {"method": "random", "ipc": 1}}))
+    with pytest.raises(ValueError, match="real-data reference"):
+        audit(coreset, digits, other, torch.device("cpu"), reference=reference)
 
 
 def test_audit_command_writes_results_and_refuses_a_mismatched_set(tmp_path, capsys) -> None:

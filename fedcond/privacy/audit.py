@@ -16,7 +16,9 @@ fewer than 1000 non-members the 0.1 % point is the TPR at zero false positives).
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,49 +70,102 @@ def nearest_distance(data: ImageDataset, synthetic: SyntheticSet, device: torch.
     ).numpy()
 
 
-def audit(synthetic: SyntheticSet, splits: DatasetSplits, config: Config, device: torch.device) -> dict[str, Any]:
-    """Run the three attacks; the ``results.json`` body of ``fedcond audit``."""
-    started = time.perf_counter()
+def audit_split(splits: DatasetSplits, config: Config) -> tuple[ImageDataset, ImageDataset]:
+    """Members (from the training split) and as many non-members (from the test split), drawn with ``config.seed``."""
     train, test = splits.train, splits.test
+    count = min(config.privacy.audit_samples, len(train), len(test))
+    generator = torch.Generator().manual_seed(config.seed)
+    members = train.subset(torch.randperm(len(train), generator=generator)[:count])
+    nonmembers = test.subset(torch.randperm(len(test), generator=generator)[:count])
+    return members, nonmembers
+
+
+def _train(images: torch.Tensor, labels: torch.Tensor, epochs: int, num_classes: int, config: Config, device: torch.device) -> nn.Module:
+    """A network of the evaluation protocol trained for ``epochs`` on ``images``."""
+    e = config.evaluation
+    return train_network(
+        images, labels, model=e.model, num_classes=num_classes, cfg=dataclasses.replace(e, epochs=epochs),
+        dsa_strategy=config.condense.dsa_strategy if e.dsa else None, device=device, seed=config.seed,
+        dsa_mode=config.condense.dsa_mode,
+    )  # fmt: skip
+
+
+def reference_key(config: Config) -> str:
+    """Every setting the real-data reference depends on: references are shared only when these agree."""
+    d = config.to_dict()
+    p = d["privacy"]
+    return json.dumps(
+        {"seed": d["seed"], "dataset": d["dataset"], "evaluation": d["evaluation"],
+         "dsa": [d["condense"]["dsa_strategy"], d["condense"]["dsa_mode"]],
+         "audit": [p["audit_samples"], p["audit_reference_epochs"]]},
+        sort_keys=True,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RealDataReference:
+    """The loss attack on a model trained on the members themselves; it does not depend on the set audited."""
+
+    key: str
+    attack: dict[str, float]
+    accuracy: float
+    seconds: float
+
+
+def real_data_reference(splits: DatasetSplits, config: Config, device: torch.device) -> RealDataReference:
+    """Train the reference model on the members (``privacy.audit_reference_epochs``) and attack it."""
+    started = time.perf_counter()
+    members, nonmembers = audit_split(splits, config)
+    net = _train(members.images, members.labels, config.privacy.audit_reference_epochs, splits.train.num_classes, config, device)
+    attack = roc_summary(-per_sample_loss(net, members, device), -per_sample_loss(net, nonmembers, device))
+    accuracy = round(test_accuracy(net, nonmembers, device), 2)
+    return RealDataReference(reference_key(config), attack, accuracy, round(time.perf_counter() - started, 1))
+
+
+def audit(
+    synthetic: SyntheticSet,
+    splits: DatasetSplits,
+    config: Config,
+    device: torch.device,
+    reference: RealDataReference | None = None,
+) -> dict[str, Any]:
+    """Run the three attacks; the ``results.json`` body of ``fedcond audit``.
+
+    ``reference`` reuses a real-data reference computed for the same settings (a benchmark auditing
+    several sets); without it the reference model is trained here.
+    """
+    started = time.perf_counter()
+    train = splits.train
     if tuple(synthetic.images.shape[1:]) != tuple(train.images.shape[1:]):
         raise DataError(
             f"the synthetic set's images are {tuple(synthetic.images.shape[1:])}, the dataset's {tuple(train.images.shape[1:])}: "
             "audit a set against the dataset it was condensed from"
         )
-    count = min(config.privacy.audit_samples, len(train), len(test))
-    generator = torch.Generator().manual_seed(config.seed)
-    members = train.subset(torch.randperm(len(train), generator=generator)[:count])
-    nonmembers = test.subset(torch.randperm(len(test), generator=generator)[:count])
-    e = config.evaluation
-    dsa_strategy = config.condense.dsa_strategy if e.dsa else None
-
-    def trained_on(images: torch.Tensor, labels: torch.Tensor, epochs: int) -> nn.Module:
-        cfg = dataclasses.replace(e, epochs=epochs)
-        return train_network(images, labels, model=e.model, num_classes=train.num_classes, cfg=cfg,
-                             dsa_strategy=dsa_strategy, device=device, seed=config.seed, dsa_mode=config.condense.dsa_mode)  # fmt: skip
-
-    on_synthetic = trained_on(synthetic.images, synthetic.labels, e.epochs)
-    on_real = trained_on(members.images, members.labels, config.privacy.audit_reference_epochs)
+    if reference is None:
+        reference = real_data_reference(splits, config, device)
+    elif reference.key != reference_key(config):
+        raise ValueError("the real-data reference was computed for other dataset, evaluation or audit settings")
+    members, nonmembers = audit_split(splits, config)
+    on_synthetic = _train(synthetic.images, synthetic.labels, config.evaluation.epochs, train.num_classes, config, device)
     attacks = {
         "loss-threshold": roc_summary(-per_sample_loss(on_synthetic, members, device), -per_sample_loss(on_synthetic, nonmembers, device)),
         "nearest-synthetic-neighbour": roc_summary(
             -nearest_distance(members, synthetic, device), -nearest_distance(nonmembers, synthetic, device)
         ),
-        "loss-threshold-real-data-model": roc_summary(
-            -per_sample_loss(on_real, members, device), -per_sample_loss(on_real, nonmembers, device)
-        ),
+        "loss-threshold-real-data-model": reference.attack,
     }
     privacy = synthetic.metadata.get("privacy") or {}
     return {
         "dataset": config.dataset.name,
-        "members": count,
-        "nonmembers": count,
+        "members": len(members),
+        "nonmembers": len(nonmembers),
         "attacks": attacks,
         "privacy": {"epsilon": privacy.get("epsilon"), "delta": privacy.get("delta")},
         "model_accuracy": {
             "synthetic": round(test_accuracy(on_synthetic, nonmembers, device), 2),
-            "real": round(test_accuracy(on_real, nonmembers, device), 2),
+            "real": reference.accuracy,
         },
         "synthetic_set": {k: synthetic.metadata.get(k) for k in ("method", "init", "ipc", "discrepancy")} | {"size": len(synthetic)},
+        "reference_seconds": reference.seconds,
         "seconds": round(time.perf_counter() - started, 1),
     }
