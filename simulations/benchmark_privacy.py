@@ -114,8 +114,8 @@ def checks(scenarios: dict[str, Any]) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| scenario | dataset | init | ε | noise × | accuracy % | loss-attack AUC | TPR@1%FPR | NN-attack AUC | NN TPR@0.1%FPR | real-model loss AUC |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | dataset | init | ε | noise × | accuracy % | loss-attack AUC | TPR@1%FPR | NN-attack AUC | NN TPR@0.1%FPR | real-model loss AUC | condense s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in results["scenarios"].items():
         a = s["attacks"]
@@ -125,7 +125,7 @@ def table(results: dict[str, Any]) -> str:
             f"| {name} | {s['dataset']} | {s['init']} | {eps} | {noise} | {s['accuracy_mean']:.1f} ± {s['accuracy_std']:.1f} | "
             f"{a['loss-threshold']['auc']:.3f} | {a['loss-threshold']['tpr_at_1pct_fpr']:.3f} | "
             f"{a['nearest-synthetic-neighbour']['auc']:.3f} | {a['nearest-synthetic-neighbour']['tpr_at_0.1pct_fpr']:.3f} | "
-            f"{a['loss-threshold-real-data-model']['auc']:.3f} |"
+            f"{a['loss-threshold-real-data-model']['auc']:.3f} | {s['condense_seconds']:.0f} |"
         )
     return "\n".join(lines)
 
