@@ -17,11 +17,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedcond.config import Config
 from fedcond.report import write_results
 from simulations.reporting import ScenarioBenchmark
+
+if TYPE_CHECKING:
+    from fedcond.privacy.audit import RealDataReference
 
 PROG = "benchmark_privacy"
 README_START = "<!-- benchmark-privacy:start -->"
@@ -55,7 +58,7 @@ def scenario_config(scenario: Scenario, quick: bool, config_path: str, extra: li
 
 #: Real-data reference models by :func:`fedcond.privacy.audit.reference_key`: every scenario of one
 #: run audits against the same members, so the reference is trained once per process, not per scenario.
-_REFERENCES: dict[str, Any] = {}
+_REFERENCES: dict[str, "RealDataReference"] = {}
 
 
 def run_scenario(config: Config, out: Path) -> dict[str, Any]:
