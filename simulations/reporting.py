@@ -47,6 +47,10 @@ def replace_readme_block(path: Path, start: str, end: str, lines: Sequence[str])
     atomic_write_text(path, before + "\n".join([start, *lines, end]) + after)
 
 
+def _threads(count: int) -> str:
+    return f"{count} thread" + ("" if count == 1 else "s")
+
+
 def measured_header(results: dict[str, Any], command: str) -> list[str]:
     """The opening lines of a README block: when, where, how much memory, and the exact command."""
     m = results["machine"]
@@ -54,7 +58,7 @@ def measured_header(results: dict[str, Any], command: str) -> list[str]:
     memory = results.get("peak_memory_mb")
     line = (
         f"Measured {results['date']} on {m['cores']} cores ({m['cpu']}, torch {m['torch']}, {m['device']}"
-        + (f", {m['torch_threads']} threads)" if "torch_threads" in m else ")")
+        + (f", {_threads(m['torch_threads'])})" if "torch_threads" in m else ")")
         + (f", seeds {', '.join(map(str, seeds))}" if seeds else "")
         + (f"; peak RSS {memory:.0f} MB" if memory is not None else "")
         + (". Command:" if "\n" not in command else ". Commands (one report of their scenarios):")
