@@ -4,7 +4,10 @@ Scenarios (each: condense the training split, evaluate with the protocol, audit 
 
 * ``dp-eps1``, ``dp-eps10``: private condensation at epsilon 1 and 10 (delta from the config);
 * ``eps-inf-noise-init``: the same condensation without privacy (epsilon = infinity), from noise;
-* ``eps-inf-real-init``: without privacy, initialised from real images (what most condensation does).
+* ``eps-inf-real-init``: without privacy, initialised from real images (what most condensation does);
+* ``dp-eps10-per-iteration``, ``dp-eps10-per-iteration-factor2``: epsilon 10 spent as a Poisson-
+  subsampled release every iteration, each against a fresh random network (DM's diversity instead
+  of a fixed pool), the second storing each image as 2x2 tiles.
 
 ``--quick`` runs every scenario on digits with tiny budgets: it checks the script, it measures
 nothing worth reporting. Results go to ``OUT/results.json`` (rewritten after every scenario) and,
@@ -40,6 +43,12 @@ QUICK_OVERRIDES = [
 class Scenario:
     name: str
     overrides: tuple[str, ...]
+    #: Applied after ``QUICK_OVERRIDES`` in ``--quick`` runs, where those would contradict the scenario.
+    quick: tuple[str, ...] = ()
+
+
+#: A release per iteration draws a fresh network each time: no pool.
+_PER_ITERATION = ("privacy.epsilon=10", "privacy.mode=per-iteration", "condense.pool_networks=0", "condense.iterations=1000")
 
 
 SCENARIOS = (
@@ -47,18 +56,37 @@ SCENARIOS = (
     Scenario("dp-eps10", ("privacy.epsilon=10",)),
     Scenario("eps-inf-noise-init", ("privacy.epsilon=null",)),
     Scenario("eps-inf-real-init", ("privacy.epsilon=null", "condense.init=real")),
+    Scenario("dp-eps10-per-iteration", (*_PER_ITERATION, "privacy.sample_rate=0.05"), quick=("condense.pool_networks=0",)),
+    Scenario(
+        "dp-eps10-per-iteration-factor2",
+        (*_PER_ITERATION, "privacy.sample_rate=0.02", "condense.factor=2"),
+        quick=("condense.pool_networks=0",),
+    ),
 )
 _SCENARIO = {s.name: s for s in SCENARIOS}
 
 
 def scenario_config(scenario: Scenario, quick: bool, config_path: str, extra: list[str] | None = None) -> Config:
-    overrides = [*(extra or []), *scenario.overrides, *(QUICK_OVERRIDES if quick else []), "progress=false"]
+    overrides = [*(extra or []), *scenario.overrides, *((*QUICK_OVERRIDES, *scenario.quick) if quick else ()), "progress=false"]
     return Config.load(config_path, overrides)
 
 
 #: Real-data reference models by :func:`fedcond.privacy.audit.reference_key`: every scenario of one
 #: run audits against the same members, so the reference is trained once per process, not per scenario.
 _REFERENCES: dict[str, "RealDataReference"] = {}
+
+
+def release_label(config: dict[str, Any]) -> str:
+    """How a scenario condensed, from its config as written to results.json: release, networks, iterations, tiles."""
+    c, p = config["condense"], config["privacy"]
+    if p["epsilon"] is not None and p["mode"] == "per-iteration":
+        parts = [f"per-iteration, q {p['sample_rate']:g}", "fresh nets"]
+    else:
+        parts = ["once" if p["epsilon"] is not None else "not private", f"{c['pool_networks']} nets"]
+    parts.append(f"{c['iterations']} it")
+    if c["factor"] > 1:
+        parts.append(f"{c['factor']}x{c['factor']} tiles")
+    return ", ".join(parts)
 
 
 def run_scenario(config: Config, out: Path) -> dict[str, Any]:
@@ -85,6 +113,7 @@ def run_scenario(config: Config, out: Path) -> dict[str, Any]:
         "dataset": config.dataset.name,
         "ipc": config.condense.ipc,
         "init": config.condense.init,
+        "condensation": release_label(config.to_dict()),
         "epsilon": privacy["epsilon"],
         "delta": privacy["delta"],
         "noise_multiplier": privacy.get("noise_multiplier"),
@@ -104,9 +133,11 @@ def run_scenario(config: Config, out: Path) -> dict[str, Any]:
 def checks(scenarios: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets on what was measured."""
     out: dict[str, Any] = {}
-    for name, floor in (("dp-eps1", 78.0), ("dp-eps10", 82.0)):
-        s = scenarios.get(name)
-        if s and s["dataset"] == "fashion-mnist":
+    floors = {"dp-eps1": 78.0, "dp-eps10": 82.0}
+    for name, s in scenarios.items():
+        # Every way of spending epsilon 10 (dp-eps10-*) is held to dp-eps10's target.
+        floor = floors.get(name, floors["dp-eps10"] if name.startswith("dp-eps10-") else None)
+        if floor is not None and s["dataset"] == "fashion-mnist":
             out[f"accuracy_{name}"] = {"accuracy": s["accuracy_mean"], "target": floor, "met": s["accuracy_mean"] >= floor}
     s = scenarios.get("dp-eps1")
     if s:
@@ -117,15 +148,15 @@ def checks(scenarios: dict[str, Any]) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| scenario | dataset | init | ε | noise × | accuracy % | loss-attack AUC | TPR@1%FPR | NN-attack AUC | NN TPR@0.1%FPR | real-model loss AUC | condense s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | dataset | init | condensation | ε | noise × | accuracy % | loss-attack AUC | TPR@1%FPR | NN-attack AUC | NN TPR@0.1%FPR | real-model loss AUC | condense s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in results["scenarios"].items():
         a = s["attacks"]
         eps = "∞" if s["epsilon"] is None else f"{s['epsilon']:.3g}"
         noise = "-" if s["noise_multiplier"] is None else f"{s['noise_multiplier']:.2f}"
         lines.append(
-            f"| {name} | {s['dataset']} | {s['init']} | {eps} | {noise} | {s['accuracy_mean']:.1f} ± {s['accuracy_std']:.1f} | "
+            f"| {name} | {s['dataset']} | {s['init']} | {s.get('condensation', '-')} | {eps} | {noise} | {s['accuracy_mean']:.1f} ± {s['accuracy_std']:.1f} | "
             f"{a['loss-threshold']['auc']:.3f} | {a['loss-threshold']['tpr_at_1pct_fpr']:.3f} | "
             f"{a['nearest-synthetic-neighbour']['auc']:.3f} | {a['nearest-synthetic-neighbour']['tpr_at_0.1pct_fpr']:.3f} | "
             f"{a['loss-threshold-real-data-model']['auc']:.3f} | {s['condense_seconds']:.0f} |"

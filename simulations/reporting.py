@@ -143,7 +143,7 @@ class ScenarioBenchmark:
 
     def main(self, argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
-        parser.add_argument("--out", help="output folder (required unless --from-results)")
+        parser.add_argument("--out", help="output folder (required unless --from-results; with it: where the merged results.json goes)")
         parser.add_argument("--config", default=self.default_config, help="base config of the full scenarios (default: %(default)s)")
         parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                             help="override a key of every scenario's config before the scenario's own (repeatable)")  # fmt: skip
@@ -162,6 +162,9 @@ class ScenarioBenchmark:
                 results = self.merge([self._read(Path(p)) for p in args.from_results])
                 # The README names the commands that measured the figures, not the one that reprinted them.
                 command = results["command"]
+                if args.out is not None:
+                    Path(args.out).mkdir(parents=True, exist_ok=True)
+                    atomic_write_json(Path(args.out) / "results.json", results)
             else:
                 results = self.run(args, command)
             print(self.report(results))
