@@ -185,6 +185,9 @@ class ScenarioBenchmark:
             merged["skipped"].update(run.get("skipped", {}))
         for name in merged["scenarios"]:
             merged["skipped"].pop(name, None)
+        # Rows in the benchmark's own scenario order, whichever run measured them.
+        order = {name: i for i, name in enumerate(self.scenario_names)}
+        merged["scenarios"] = dict(sorted(merged["scenarios"].items(), key=lambda item: order.get(item[0], len(order))))
         merged["command"] = "\n".join(dict.fromkeys(r.get("command", "") for r in runs))
         merged["date"] = max(r["date"] for r in runs)
         merged["quick"] = any(r.get("quick") for r in runs)

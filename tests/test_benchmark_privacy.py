@@ -45,13 +45,14 @@ def test_release_label_says_how_each_scenario_condensed() -> None:
 
 def test_from_results_merges_runs_into_one_file(tmp_path: Path) -> None:
     machine = {"cores": 2, "cpu": "x86_64", "torch": "2.x", "device": "cpu", "torch_threads": 1}
-    for name, scenario in (("a", "dp-eps1"), ("b", "dp-eps10")):
+    for name, scenario in (("a", "dp-eps10"), ("b", "dp-eps1")):
         run = {"benchmark": "privacy", "command": f"run {name}", "date": "2026-01-01", "machine": machine, "quick": False,
                "complete": True, "scenarios": {scenario: _scenario("fashion-mnist", 80.0, 0.5)}, "skipped": {}}  # fmt: skip
         (tmp_path / f"{name}.json").write_text(json.dumps(run))
     out = tmp_path / "merged"
     assert main(["--from-results", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(out)]) == 0
     merged = json.loads((out / "results.json").read_text())
+    # The benchmark's scenario order, not the order the runs were given in.
     assert list(merged["scenarios"]) == ["dp-eps1", "dp-eps10"] and merged["command"] == "run a\nrun b"
     assert merged["checks"]["accuracy_dp-eps1"]["met"] and not merged["checks"]["accuracy_dp-eps10"]["met"]
 
