@@ -47,8 +47,9 @@ class Scenario:
     quick: tuple[str, ...] = ()
 
 
-#: A release per iteration draws a fresh network each time: no pool.
-_PER_ITERATION = ("privacy.epsilon=10", "privacy.mode=per-iteration", "condense.pool_networks=0", "condense.iterations=1000")
+#: A release per iteration draws a fresh network each time: no pool (in quick runs too).
+_NO_POOL = ("condense.pool_networks=0",)
+_PER_ITERATION = ("privacy.epsilon=10", "privacy.mode=per-iteration", *_NO_POOL, "condense.iterations=1000")
 
 
 SCENARIOS = (
@@ -56,12 +57,8 @@ SCENARIOS = (
     Scenario("dp-eps10", ("privacy.epsilon=10",)),
     Scenario("eps-inf-noise-init", ("privacy.epsilon=null",)),
     Scenario("eps-inf-real-init", ("privacy.epsilon=null", "condense.init=real")),
-    Scenario("dp-eps10-per-iteration", (*_PER_ITERATION, "privacy.sample_rate=0.05"), quick=("condense.pool_networks=0",)),
-    Scenario(
-        "dp-eps10-per-iteration-factor2",
-        (*_PER_ITERATION, "privacy.sample_rate=0.02", "condense.factor=2"),
-        quick=("condense.pool_networks=0",),
-    ),
+    Scenario("dp-eps10-per-iteration", (*_PER_ITERATION, "privacy.sample_rate=0.05"), quick=_NO_POOL),
+    Scenario("dp-eps10-per-iteration-factor2", (*_PER_ITERATION, "privacy.sample_rate=0.02", "condense.factor=2"), quick=_NO_POOL),
 )
 _SCENARIO = {s.name: s for s in SCENARIOS}
 
