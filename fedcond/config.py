@@ -1,38 +1,46 @@
 """One config object, validated once, passed down.
 
-A config is a YAML file whose top-level sections mirror the dataclasses below. Every key is
-checked: an unknown key, a value of the wrong type or out of range, or an unknown component name
-raises :class:`~fedcond.errors.ConfigError` naming the key and the valid choices.
-Command-line overrides use dotted keys: ``--set condense.ipc=10``.
+A config is a YAML file whose top-level sections mirror the dataclasses below. The engine owns the
+root keys (``seed``, ``device``, ``progress``) and the ``dataset``, ``condense`` and ``evaluation``
+sections; every other section belongs to the layer that uses it (``federated`` to the Flower
+side, ``continual`` to the Avalanche side, ``privacy`` to private release), which declares it
+with :func:`register_config_section` and lists it under the ``fedcond.config_sections`` entry
+point, so the engine finds it without importing that layer's code until a config is built.
+
+Every key is checked: an unknown key, a value of the wrong type or out of range, or an unknown
+component name raises :class:`~fedcond.errors.ConfigError` naming the key and the valid choices.
+Command-line overrides use dotted keys: ``--set condense.ipc=10``. Validation has no side effects.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
+from fedcond.data.config import DatasetConfig
 from fedcond.errors import ConfigError
+from fedcond.values import InvalidValue, coerce, expected_text
 
+__all__ = [
+    "CondenseConfig",
+    "Config",
+    "ConfigSection",
+    "DatasetConfig",
+    "EvaluationConfig",
+    "apply_override",
+    "config_sections",
+    "register_config_section",
+]
 
-@dataclass
-class DatasetConfig:
-    """Which dataset, and where its files are."""
-
-    name: str = "digits"
-    #: Folder holding the dataset's files (IDX files, CIFAR batches, an image folder, an .npz file).
-    data_root: str | None = None
-    #: Allow torchvision to download when the files are missing (needs internet).
-    download: bool = False
-    #: Share of samples held out for testing where a dataset has no official split (digits, folders).
-    test_fraction: float = 0.25
-    #: Seed of that fixed stratified split; kept apart from ``seed`` so runs share one test set.
-    split_seed: int = 0
+#: Entry-point group under which installed layers list their config sections.
+SECTION_ENTRY_POINTS = "fedcond.config_sections"
 
 
 @dataclass
@@ -98,151 +106,135 @@ class EvaluationConfig:
     cross_models: list[str] = field(default_factory=list)
 
 
-@dataclass
-class FederatedConfig:
-    """``fedcond federate``: the clients, their partitions, the strategies compared and their budgets."""
+class ConfigSection(Protocol):
+    """A layer's section of the root config: a dataclass with a ``validate`` method.
 
-    #: Strategies run one after another on the same partitions: fedcondense, fedcondense-iterative,
-    #: hybrid, fedavg, fedprox.
-    strategies: list[str] = field(default_factory=lambda: ["fedcondense", "fedavg"])
-    #: Simulated clients (Flower SuperNodes); each holds one partition of the training split.
-    num_clients: int = 10
-    #: iid, dirichlet (``alpha``) or pathological (``classes_per_client``): flwr-datasets partitioners.
-    partitioner: str = "dirichlet"
-    alpha: float = 0.5
-    classes_per_client: int = 2
-    #: Dirichlet partitions are redrawn until every client holds at least this many samples.
-    min_partition_size: int = 10
-    #: Rounds of the iterative strategies (fedavg, fedprox, hybrid, fedcondense-iterative).
-    rounds: int = 20
-    #: Local training of fedavg/fedprox (and hybrid's rounds after the first): epochs over the
-    #: client's partition, SGD with these settings.
-    local_epochs: int = 1
-    local_batch_size: int = 32
-    local_lr: float = 0.01
-    local_momentum: float = 0.9
-    local_weight_decay: float = 5e-4
-    #: FedProx's proximal weight mu.
-    proximal_mu: float = 0.01
-    #: fedcondense-iterative: share of condensation iterations that use a fresh random network
-    #: instead of the current global model, and how the server uses each round's sets.
-    random_mix: float = 0.5
-    server_update: str = "finetune"
-    #: Server-side training of the global model on the union of the synthetic sets: epochs (the
-    #: rest of the schedule is ``evaluation``'s); fine-tuning rounds use ``finetune_epochs``.
-    server_epochs: int = 300
-    finetune_epochs: int = 50
-    #: Most images per class a client may upload; null allows ``ipc * factor**2``.
-    max_per_class: int | None = None
-    #: Drop uploads whose labels disagree with a classifier fitted on the other clients' sets.
-    defence: bool = True
-    #: A set is dropped when its agreement is below this fraction of the median agreement.
-    defence_ratio: float = 0.5
-    #: Resources of each simulated client (Flower's ``client_resources``).
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    #: Seconds the server waits for a round's replies; late clients are recorded as failed.
-    timeout: float = 86_400.0
+    ``validate`` checks the section's values, and any rule that joins it to other sections (the
+    privacy section reads ``condense``), raising :class:`ConfigError`; it changes nothing.
+    """
+
+    def validate(self, config: Config) -> None: ...
 
 
-@dataclass
-class PrivacyConfig:
-    """Differentially private condensation: off while ``epsilon`` is null (epsilon = infinity)."""
-
-    #: Target (epsilon, delta) of the release, under add-or-remove-one adjacency; the noise is
-    #: calibrated to it with Flower's RDP accountant.
-    epsilon: float | None = None
-    delta: float = 1e-5
-    #: L2 bound of each sample's embeddings (all pool networks together); the class count rides along.
-    clip: float = 1.0
-    #: ``once``: one release over every sample for a pool of ``condense.pool_networks`` networks;
-    #: ``per-iteration``: a fresh network, Poisson sample (``sample_rate``) and release every iteration.
-    mode: str = "once"
-    sample_rate: float = 0.01
-    #: ``fedcond audit``: members and non-members drawn (each, at most), and the epochs of the
-    #: reference model trained on the members.
-    audit_samples: int = 5000
-    audit_reference_epochs: int = 50
+S = TypeVar("S", bound=type)
+_SECTIONS: dict[str, type] = {}
+_discovered = False
 
 
-@dataclass
-class ContinualConfig:
-    """``fedcond continual``: the class-incremental benchmark, the methods compared and their budgets."""
+def register_config_section(name: str) -> Callable[[S], S]:
+    """Class decorator: the dataclass becomes the root config's section ``name``.
 
-    #: Methods run on the same benchmark, each from the same initial model: condensed,
-    #: condensed-gdumb, replay, class-balanced, herding, gdumb, naive.
-    methods: list[str] = field(
-        default_factory=lambda: ["condensed", "condensed-gdumb", "replay", "class-balanced", "herding", "gdumb"]
-    )
-    #: Experiences: the dataset's classes split evenly (mnist/fashion-mnist use Avalanche's
-    #: SplitMNIST/SplitFMNIST, other datasets its class_incremental_benchmark over tensors).
-    experiences: int = 5
-    #: Fixed class order, or null: each seed draws its own.
-    class_order: list[int] | None = None
-    #: The model every method trains (a fedcond model name) and its constructor's options, e.g.
-    #: ``{norm: batchnorm}``: the instance-norm ConvNet trains unstably on 8x8 digits in small
-    #: continual batches.
-    model: str = "convnet"
-    model_params: dict[str, Any] = field(default_factory=dict)
-    #: Replay memory budget in samples, the same for every method that keeps one.
-    mem_size: int = 100
-    #: Seeds: each gives its own class order (unless fixed), initial model and memory.
-    seeds: int = 3
-    #: Training on each experience: epochs and SGD settings; the minibatch of new data and, for
-    #: replay methods, of memory samples (the same for all of them).
-    train_epochs: int = 1
-    train_mb_size: int = 32
-    batch_size_mem: int = 32
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    #: GDumb-style methods (gdumb, condensed-gdumb) retrain from scratch on the memory for this many epochs.
-    gdumb_epochs: int = 50
-    #: Augment every method's training minibatches with DSA (``condense.dsa_strategy``/``dsa_mode``),
-    #: as condensed sets are evaluated; off: Avalanche's plain training.
-    dsa: bool = False
-    #: Condensed memory: condense through random networks (``random``, the condense section's feature
-    #: map) or the current model mixed with random ones (``model``); shrink older classes by
-    #: condensing again from what is held (``recondense``) or by herding selection (``select``).
-    features: str = "random"
-    shrink: str = "recondense"
-    random_fraction: float = 0.5
+    Parameters
+    ----------
+    name
+        The section's key in YAML and the attribute of :class:`Config` that holds it.
+    """
+
+    def decorator(cls: S) -> S:
+        if not dataclasses.is_dataclass(cls) or not callable(getattr(cls, "validate", None)):
+            raise TypeError(f"config section {name!r} must be a dataclass with a validate(config) method")
+        if name in _ENGINE_KEYS or (name in _SECTIONS and _SECTIONS[name] is not cls):
+            raise ValueError(f"config section {name!r} is already declared")
+        _SECTIONS[name] = cls
+        return cls
+
+    return decorator
 
 
-@dataclass
+def config_sections() -> dict[str, type]:
+    """The sections layers declared (loading the installed ones named by the entry point), by name."""
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        for point in entry_points(group=SECTION_ENTRY_POINTS):
+            if point.name in _SECTIONS:
+                continue
+            try:
+                cls = point.load()
+            except Exception as exc:  # a broken third-party layer: one line, naming it
+                raise ConfigError(f"config section {point.name!r} ({point.value}) cannot be loaded: {exc}") from None
+            _SECTIONS.setdefault(point.name, cls)
+    return dict(_SECTIONS)
+
+
+@dataclass(init=False)
 class Config:
-    """The whole experiment."""
+    """The whole experiment: the engine's keys and sections, and every layer's section.
+
+    Parameters
+    ----------
+    seed
+        The run seed; every random draw of the run derives from it (:mod:`fedcond.seeds`).
+    device
+        ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+    progress
+        Show progress bars.
+    dataset, condense, evaluation
+        The engine's sections (defaults when omitted).
+    sections
+        The layers' sections by name (defaults for those omitted); a section may also be passed
+        by its name, ``Config(privacy=PrivacyConfig(epsilon=1.0))``, which is also what
+        :func:`dataclasses.replace` does.
+    """
 
     seed: int = 0
-    #: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
     device: str = "auto"
-    #: Show progress bars.
     progress: bool = True
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     condense: CondenseConfig = field(default_factory=CondenseConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    federated: FederatedConfig = field(default_factory=FederatedConfig)
-    continual: ContinualConfig = field(default_factory=ContinualConfig)
-    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    #: The layers' sections by name; each is also an attribute (``config.federated``).
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        seed: int = 0,
+        device: str = "auto",
+        progress: bool = True,
+        dataset: DatasetConfig | None = None,
+        condense: CondenseConfig | None = None,
+        evaluation: EvaluationConfig | None = None,
+        sections: dict[str, Any] | None = None,
+        **named_sections: Any,
+    ) -> None:
+        self.seed, self.device, self.progress = seed, device, progress
+        self.dataset = dataset if dataset is not None else DatasetConfig()
+        self.condense = condense if condense is not None else CondenseConfig()
+        self.evaluation = evaluation if evaluation is not None else EvaluationConfig()
+        known = config_sections()
+        given = {**(sections or {}), **named_sections}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise TypeError(f"Config has no section {unknown[0]!r}; sections: {', '.join(known) or 'none'}")
+        self.sections = {name: given[name] if name in given else cls() for name, cls in known.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when ordinary lookup fails: a layer's section by name (config.privacy).
+        sections = self.__dict__.get("sections")
+        if name.startswith("_") or sections is None or name not in sections:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute or config section {name!r}")
+        return sections[name]
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Config":
+    def from_dict(cls, data: dict[str, Any] | None) -> Config:
         """Build and validate a config from plain data (a parsed YAML document)."""
-        config = _build(cls, data or {}, prefix="")
+        config = _build_root(data or {})
         config.validate()
         return config
 
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> "Config":
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
         """Read a YAML file (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
         data: dict[str, Any] = {}
         if path is not None:
             path = Path(path)
             try:
-                text = path.read_text()
+                text = path.read_bytes().decode("utf-8")
             except OSError as exc:
                 raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"config {path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x})") from None
             try:
                 loaded = yaml.safe_load(text)
             except yaml.YAMLError as exc:
@@ -255,157 +247,36 @@ class Config:
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data: the root keys, the engine's sections, then every layer's section."""
+        data: dict[str, Any] = {}
+        for name in _ENGINE_KEYS:
+            value = getattr(self, name)
+            data[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        for name, section in self.sections.items():
+            data[name] = dataclasses.asdict(section)
+        return data
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with root keys or whole sections (engine or layer) replaced; not validated."""
+        return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Check values and names against the registries; raise :class:`ConfigError`."""
-        # Imported here: the registries import torch and models, the config module stays light.
-        from fedcond.augment import DSA_MODES, validate_strategy
-        from fedcond.condense import CONDENSE_METHODS
-        from fedcond.data import DATASETS
-        from fedcond.device import resolve_device
-        from fedcond.discrepancies import DISCREPANCIES
-        from fedcond.features import FEATURE_MAPS
-        from fedcond.models import MODELS, build_model
+        """Check values and names against the registries; raise :class:`ConfigError`.
 
-        resolve_device(self.device)
-        DATASETS.get(self.dataset.name)
-        c, e = self.condense, self.evaluation
-        CONDENSE_METHODS.get(c.method)
-        FEATURE_MAPS.get(c.feature_map)
-        DISCREPANCIES.get(c.discrepancy)
-        for name in [c.model, e.model, *e.cross_models]:
-            MODELS.get(name)
-        _check(isinstance(c.model_params, dict), "condense.model_params must be a mapping of model options")
-        build_model(c.model, channels=1, num_classes=2, image_size=(64, 64), **c.model_params)  # unknown options fail here
-        _check(0 < self.dataset.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
-        _check(c.ipc >= 1, "condense.ipc must be at least 1")
-        _check(c.iterations >= 0, "condense.iterations must be >= 0")
-        _check(c.batch_real >= 1, "condense.batch_real must be at least 1")
-        _check(c.lr_images > 0, "condense.lr_images must be > 0")
-        _check(c.lr_labels > 0, "condense.lr_labels must be > 0")
-        _check(0 <= c.momentum < 1, "condense.momentum must be in [0, 1)")
-        _check(c.checkpoint_every >= 0, "condense.checkpoint_every must be >= 0")
-        _check(c.pool_networks >= 0, "condense.pool_networks must be >= 0")
-        _check(c.factor >= 1, "condense.factor must be at least 1")
-        _choice("condense.init", c.init, ("real", "noise"))
-        _choice("condense.optimizer", c.optimizer, ("sgd", "adam"))
-        _choice("condense.dsa_mode", c.dsa_mode, DSA_MODES)
-        from fedcond.discrepancies import build_discrepancy, discrepancy_accepts
-        from fedcond.features import check_feature_params, feature_kind
+        The engine checks its own keys and sections; each layer's section checks itself. A layer's
+        section left at its defaults is not checked (its layer's tests check its defaults): checking
+        ``federated`` loads Flower, which a config that only condenses has no reason to do.
+        """
+        from fedcond.config_checks import validate_engine
 
-        validate_strategy(c.dsa_strategy)
-        build_discrepancy(c.discrepancy, **c.discrepancy_params)  # checks the parameters
-        check_feature_params(c.feature_map, c.feature_params)
-        kind, accepts = feature_kind(c.feature_map), discrepancy_accepts(c.discrepancy)
-        _check(
-            kind == accepts,
-            f"discrepancy {c.discrepancy!r} compares {accepts} but feature map {c.feature_map!r} "
-            f"produces {kind}; pick a matching pair",
-        )
-        _check(
-            not c.pool_networks or kind == "embedding",
-            f"condense.pool_networks caches embeddings; feature map {c.feature_map!r} produces {kind}",
-        )
-        _check(
-            not c.soft_labels or kind == "gradients",
-            "condense.soft_labels needs a feature map whose features depend on the labels (gradients)",
-        )
-        _check(e.runs >= 1, "evaluation.runs must be at least 1")
-        _check(e.epochs >= 1, "evaluation.epochs must be at least 1")
-        _check(e.lr > 0 and e.batch_size >= 1, "evaluation.lr must be > 0 and evaluation.batch_size >= 1")
-        _check(e.weight_decay >= 0 and 0 <= e.momentum < 1, "evaluation.weight_decay >= 0, momentum in [0, 1)")
-        self._validate_federated()
-        self._validate_continual()
-        self._validate_privacy()
-
-    def _validate_federated(self) -> None:
-        from strategies import STRATEGIES
-
-        f = self.federated
-        _check(len(f.strategies) >= 1, "federated.strategies must name at least one strategy")
-        for name in f.strategies:
-            STRATEGIES.get(name)
-        _check(len(set(f.strategies)) == len(f.strategies), "federated.strategies names a strategy twice")
-        _check(f.num_clients >= 1, "federated.num_clients must be at least 1")
-        _choice("federated.partitioner", f.partitioner, ("iid", "dirichlet", "pathological"))
-        _check(f.alpha > 0, "federated.alpha must be > 0")
-        _check(f.classes_per_client >= 1, "federated.classes_per_client must be at least 1")
-        _check(f.min_partition_size >= 0, "federated.min_partition_size must be >= 0")
-        _check(f.rounds >= 1, "federated.rounds must be at least 1")
-        _check(f.local_epochs >= 1 and f.local_batch_size >= 1, "federated.local_epochs and local_batch_size must be >= 1")
-        _check(f.local_lr > 0 and 0 <= f.local_momentum < 1, "federated.local_lr must be > 0, local_momentum in [0, 1)")
-        _check(f.local_weight_decay >= 0 and f.proximal_mu >= 0, "federated.local_weight_decay and proximal_mu must be >= 0")
-        _check(0 <= f.random_mix <= 1, "federated.random_mix must be in [0, 1]")
-        _choice("federated.server_update", f.server_update, ("finetune", "retrain"))
-        _check(f.server_epochs >= 1 and f.finetune_epochs >= 1, "federated.server_epochs and finetune_epochs must be >= 1")
-        _check(f.max_per_class is None or f.max_per_class >= 1, "federated.max_per_class must be null or >= 1")
-        _check(0 < f.defence_ratio < 1, "federated.defence_ratio must be in (0, 1)")
-        _check(f.num_cpus > 0 and f.num_gpus >= 0, "federated.num_cpus must be > 0 and num_gpus >= 0")
-        _check(f.timeout > 0, "federated.timeout must be > 0")
+        validate_engine(self)
+        for name, section in self.sections.items():
+            if section != type(section)():
+                section.validate(self)
 
 
-    def _validate_continual(self) -> None:
-        from fedcond.continual.methods import CONTINUAL_METHODS
-
-        k = self.continual
-        _check(len(k.methods) >= 1, "continual.methods must name at least one method")
-        for name in k.methods:
-            CONTINUAL_METHODS.get(name)
-        _check(len(set(k.methods)) == len(k.methods), "continual.methods names a method twice")
-        _check(k.experiences >= 1, "continual.experiences must be at least 1")
-        from fedcond.models import MODELS
-
-        MODELS.get(k.model)
-        _check(
-            k.class_order is None or len(set(k.class_order)) == len(k.class_order),
-            "continual.class_order names a class twice",
-        )
-        _check(k.mem_size >= 1, "continual.mem_size must be at least 1")
-        _check(k.seeds >= 1, "continual.seeds must be at least 1")
-        _check(k.train_epochs >= 1 and k.gdumb_epochs >= 1, "continual.train_epochs and gdumb_epochs must be >= 1")
-        _check(k.train_mb_size >= 1 and k.batch_size_mem >= 1, "continual.train_mb_size and batch_size_mem must be >= 1")
-        _check(k.lr > 0 and 0 <= k.momentum < 1 and k.weight_decay >= 0, "continual.lr must be > 0, momentum in [0, 1), weight_decay >= 0")
-        _choice("continual.features", k.features, ("random", "model"))
-        _choice("continual.shrink", k.shrink, ("recondense", "select"))
-        _check(0 <= k.random_fraction <= 1, "continual.random_fraction must be in [0, 1]")
-
-
-    def _validate_privacy(self) -> None:
-        p, c = self.privacy, self.condense
-        _check(0 < p.delta < 1, "privacy.delta must be in (0, 1)")
-        _check(p.clip > 0, "privacy.clip must be > 0")
-        _choice("privacy.mode", p.mode, ("once", "per-iteration"))
-        _check(0 < p.sample_rate <= 1, "privacy.sample_rate must be in (0, 1]")
-        _check(p.audit_samples >= 10 and p.audit_reference_epochs >= 1, "privacy.audit_samples must be >= 10, audit_reference_epochs >= 1")
-        if p.epsilon is None:
-            return
-        _check(0 < p.epsilon < float("inf"), "privacy.epsilon must be a positive finite number (null: no privacy mode)")
-        _check(c.method == "matching", "privacy mode condenses by matching; condense.method must be matching")
-        _check(
-            c.init != "real",
-            "privacy mode refuses condense.init: real (the set would start from, and publish, real images); use noise",
-        )
-        _check(c.discrepancy == "mmd-linear", "privacy mode releases noised class means: condense.discrepancy must be mmd-linear")
-        _check(
-            c.feature_map in ("random-embedding", "pixels"),
-            "privacy mode needs a data-independent feature map: random-embedding or pixels",
-        )
-        _check(c.checkpoint_every == 0, "privacy mode does not checkpoint (a resumed run would release again); set condense.checkpoint_every 0")
-        if p.mode == "once":
-            _check(c.pool_networks >= 1, "privacy.mode once releases statistics for a pool: set condense.pool_networks >= 1")
-        else:
-            _check(c.pool_networks == 0, "privacy.mode per-iteration draws a fresh network each iteration: set condense.pool_networks 0")
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    _check(value in choices, f"{key} must be one of {', '.join(choices)}; got {value!r}")
+_ENGINE_KEYS = ("seed", "device", "progress", "dataset", "condense", "evaluation")
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
@@ -428,8 +299,29 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+def _build_root(data: Any) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config must be a mapping, got {_typename(data)}")
+    hints = typing.get_type_hints(Config)
+    sections = config_sections()
+    valid = [*_ENGINE_KEYS, *sections]
+    unknown = [key for key in data if key not in valid]
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys in config: {', '.join(valid)}")
+    kwargs: dict[str, Any] = {}
+    layers: dict[str, Any] = {}
+    for name, value in data.items():
+        if name in sections:
+            layers[name] = _build(sections[name], value if value is not None else {}, f"{name}.")
+        elif dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], value if value is not None else {}, f"{name}.")
+        else:
+            kwargs[name] = _coerce(value, hints[name], name)
+    return Config(**kwargs, sections=layers)
+
+
 def _build(cls: type, data: Any, prefix: str) -> Any:
-    """Recursively turn a mapping into dataclass ``cls``, checking keys and types."""
+    """Turn a mapping into dataclass ``cls``, checking keys and coercing values to their hints."""
     where = prefix.rstrip(".") or "config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {_typename(data)}")
@@ -437,9 +329,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys in {where}: {', '.join(fields)}"
-        )
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]!r}; valid keys in {where}: {', '.join(fields)}")
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
@@ -451,54 +341,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as exc:
-                errors.append(exc)
-        raise errors[0]
-    if origin is list:
-        if not isinstance(value, list):
-            if isinstance(value, str):  # "a,b" from the command line
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            else:
-                raise ConfigError(f"{key} must be a list, got {_typename(value)}")
-        (item_type,) = typing.get_args(hint)
-        return [_coerce(v, item_type, key) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {_typename(value)}")
-        return dict(value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key} must be a string, got {value!r}")
-    return value
+    try:
+        return coerce(value, hint)
+    except InvalidValue as exc:
+        raise ConfigError(f"{key} must be {expected_text(exc, hint)}, got {exc.shown or repr(value)}") from None
 
 
 def _typename(value: Any) -> str:

@@ -9,16 +9,15 @@ import torch
 from fedcond.errors import ConfigError
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a usable device.
+def check_device(spec: str = "auto") -> torch.device:
+    """The device ``spec`` names (``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``), checked; nothing is switched.
 
     ``auto`` picks the first CUDA device when one is visible (a Flower node given ``num_gpus``
-    sees its GPU through ``CUDA_VISIBLE_DEVICES``) and the CPU otherwise.
+    sees its GPU through ``CUDA_VISIBLE_DEVICES``) and the CPU otherwise. Config validation uses
+    this: it has no side effects.
     """
     if spec == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        prepare_cuda(device)
-        return device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(spec)
     except RuntimeError:
@@ -27,6 +26,12 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise ConfigError(f"device {spec!r} requested but CUDA is not available here; use auto or cpu")
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """The device to run on: :func:`check_device`, then the CUDA settings of :func:`prepare_cuda`."""
+    device = check_device(spec)
     prepare_cuda(device)
     return device
 

@@ -25,3 +25,14 @@ class DataError(FedcondError, ValueError):
 
 class SyntheticSetError(FedcondError, ValueError):
     """A synthetic set that fails validation: untrusted content is rejected, never repaired."""
+
+
+def check(ok: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``ok``: the shape of every config rule."""
+    if not ok:
+        raise ConfigError(message)
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices``, naming ``key`` and the choices."""
+    check(value in choices, f"{key} must be one of {', '.join(choices)}; got {value!r}")

@@ -10,7 +10,6 @@ trained on the synthetic set between steps) are both plain feature maps.
 from __future__ import annotations
 
 import abc
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ from fedcond.discrepancies.base import FEATURE_KINDS, Features
 from fedcond.errors import ConfigError
 from fedcond.models import ImageClassifier, build_model
 from fedcond.registry import Registry
+from fedcond.values import InvalidOption, UnknownOption, bind_options, option_names
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
@@ -317,21 +317,24 @@ def embed_in_chunks(
     return torch.cat(parts)
 
 
-def check_feature_params(name: str, params: dict[str, Any]) -> None:
-    """Raise :class:`ConfigError` when ``params`` holds a name the feature map doesn't take."""
-    init = inspect.signature(FEATURE_MAPS.get(name).__init__).parameters.values()
-    accepted = [p.name for p in init if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "network"]
-    # A trained module given in code (a Flower client's global model) is not a config value.
-    in_code = {"network"} if isinstance(params.get("network"), nn.Module) and "network" in _init_names(name) else set()
-    unknown = sorted(set(params) - set(accepted) - in_code)
-    if unknown:
+def check_feature_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` of feature map ``name`` checked against its signature and annotations, coerced.
+
+    ``network`` (a trained module given in code, such as a Flower client's global model) is
+    accepted as it is where the map takes one; in a config file it is not a valid value.
+    """
+    cls = FEATURE_MAPS.get(name)
+    accepted = [n for n in option_names(cls, keyword_only=True) if n != "network"]
+    if "network" in params and not (isinstance(params["network"], nn.Module) and "network" in option_names(cls)):
+        raise ConfigError(f"feature map {name!r} has no parameter 'network'; valid: {', '.join(accepted) or 'none'}")
+    try:
+        return bind_options(cls, params, keyword_only=True, passthrough=("network",))
+    except UnknownOption as exc:
         raise ConfigError(
-            f"feature map {name!r} has no parameter {unknown[0]!r}; valid: {', '.join(accepted) or 'none'}"
-        )
-
-
-def _init_names(name: str) -> set[str]:
-    return set(inspect.signature(FEATURE_MAPS.get(name).__init__).parameters)
+            f"feature map {name!r} has no parameter {exc.name!r}; valid: {', '.join(exc.accepted) or 'none'}"
+        ) from None
+    except InvalidOption as exc:
+        raise ConfigError(f"feature map {name!r}: parameter {exc.name!r} must be {exc.expected}; got {exc.value!r}") from None
 
 
 def build_feature_map(name: str, context: FeatureContext, **params: Any) -> FeatureMap:
@@ -339,8 +342,8 @@ def build_feature_map(name: str, context: FeatureContext, **params: Any) -> Feat
 
     ``network=`` (a trained module, for code rather than configs) is accepted where the map takes one.
     """
-    check_feature_params(name, {k: v for k, v in params.items() if k != "network"})
+    options = check_feature_params(name, params)
     try:
-        return FEATURE_MAPS.get(name)(context, **params)
+        return FEATURE_MAPS.get(name)(context, **options)
     except TypeError as exc:
         raise ConfigError(f"feature map {name!r}: {exc}") from None

@@ -1,9 +1,11 @@
 """The synthetic set: the small condensed dataset that is saved, shared and sent to a Flower server.
 
-A synthetic set that arrives from a file or over the network is untrusted input. :meth:`load`
-and :meth:`from_array_record` decode it without unpickling arbitrary objects, bound its size
-before materialising any data, and :meth:`SyntheticSet.validate` rejects (never repairs) anything
-malformed with a one-line :class:`~fedcond.errors.SyntheticSetError`.
+This module holds the container, its checks and its file format; the Flower wire form (an
+``ArrayRecord``) is the Flower side's, in :mod:`fedcond.federated.wire`. A synthetic set that
+arrives from a file or over the network is untrusted input: :meth:`SyntheticSet.load` (and the
+wire decoder) read it without unpickling arbitrary objects, bound its size before materialising
+any data, and :meth:`SyntheticSet.validate` rejects (never repairs) anything malformed with a
+one-line :class:`~fedcond.errors.SyntheticSetError`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import torch
@@ -25,17 +27,10 @@ import torch
 from fedcond.errors import SyntheticSetError
 from fedcond.io import atomic_write_bytes
 
-if TYPE_CHECKING:
-    from flwr.app import Array, ArrayRecord
-
 FORMAT_VERSION = "fedcond.synthetic-set/1"
 
-#: Keys of the dict stored in a synthetic-set file, and arrays of its Flower wire form.
+#: Keys of the dict stored in a synthetic-set file.
 _FILE_KEYS = frozenset({"format", "images", "labels", "num_classes", "metadata_json"})
-_RECORD_KEYS = frozenset({"images", "labels"})
-#: Wire dtypes: images are float32; labels are int64 (hard) or float32 (soft).
-_IMAGE_WIRE_DTYPES = ("float32",)
-_LABEL_WIRE_DTYPES = ("int64", "float32")
 #: Grid cells are enlarged (nearest neighbour) to at least this many pixels on their longer side.
 GRID_MIN_CELL = 32
 #: How far a soft-label row may sum from 1.
@@ -268,8 +263,8 @@ class SyntheticSet:
         self.validate()
         content = {
             "format": FORMAT_VERSION,
-            "images": _compact_cpu(self.images),
-            "labels": _compact_cpu(self.labels),
+            "images": compact_cpu(self.images),
+            "labels": compact_cpu(self.labels),
             "num_classes": int(self.num_classes),
             "metadata_json": json.dumps(self.metadata, allow_nan=False),
         }
@@ -334,13 +329,13 @@ class SyntheticSet:
         missing = sorted(_FILE_KEYS.difference(content))
         if missing:
             raise SyntheticSetError(f"{path}: missing keys {', '.join(missing)}")
-        unexpected = sorted(_quote(key) for key in content.keys() - _FILE_KEYS)
+        unexpected = sorted(quote_untrusted(key) for key in content.keys() - _FILE_KEYS)
         if unexpected:
             raise SyntheticSetError(f"{path}: unexpected keys {', '.join(unexpected)}")
         file_format = content["format"]
         if not isinstance(file_format, str) or file_format != FORMAT_VERSION:
             raise SyntheticSetError(
-                f"{path}: unsupported format {_quote(file_format)}, expected {FORMAT_VERSION!r}"
+                f"{path}: unsupported format {quote_untrusted(file_format)}, expected {FORMAT_VERSION!r}"
             )
         metadata_json = content["metadata_json"]
         if not isinstance(metadata_json, str):
@@ -351,68 +346,13 @@ class SyntheticSet:
             metadata = json.loads(metadata_json)
         except (ValueError, RecursionError) as err:
             raise SyntheticSetError(
-                f"{path}: metadata_json is not valid JSON ({_exception_text(err)})"
+                f"{path}: metadata_json is not valid JSON ({exception_text(err)})"
             ) from None
         return cls(
             images=content["images"],
             labels=content["labels"],
             num_classes=content["num_classes"],
             metadata=metadata,
-        )
-
-    def to_array_record(self) -> ArrayRecord:
-        """The Flower wire form: NumPy arrays ``"images"`` and ``"labels"``, validated first.
-
-        ``num_classes`` and ``metadata`` do not travel in the record: the receiver states the
-        ``num_classes`` it expects in :meth:`from_array_record`.
-        """
-        from flwr.app import Array, ArrayRecord
-
-        self.validate()
-        return ArrayRecord(
-            {
-                "images": Array(_compact_cpu(self.images).numpy()),
-                "labels": Array(_compact_cpu(self.labels).numpy()),
-            }
-        )
-
-    @classmethod
-    def from_array_record(
-        cls,
-        record: ArrayRecord,
-        *,
-        num_classes: int,
-        metadata: dict[str, Any] | None = None,
-        max_per_class: int | None = None,
-        image_shape: tuple[int, int, int] | None = None,
-    ) -> SyntheticSet:
-        """Decode a received record and validate it against the receiver's expectations.
-
-        The record must hold exactly ``"images"`` (float32) and ``"labels"`` (int64 or float32);
-        other dtypes are rejected rather than cast. ``metadata`` defaults to
-        :func:`default_metadata`.
-        """
-        from flwr.app import ArrayRecord
-
-        if not isinstance(record, ArrayRecord):
-            raise SyntheticSetError(f"expected an ArrayRecord, got {type(record).__name__}")
-        keys = set(record.keys())
-        if keys != _RECORD_KEYS:
-            raise SyntheticSetError(
-                "record must hold exactly the arrays 'images' and 'labels', got "
-                + (", ".join(sorted(_quote(key) for key in keys)) or "none")
-            )
-        limit = cls.max_elements
-        images = _decode_wire_array("images", record["images"], _IMAGE_WIRE_DTYPES, limit)
-        labels = _decode_wire_array("labels", record["labels"], _LABEL_WIRE_DTYPES, limit)
-        synthetic = cls(
-            images=torch.from_numpy(images),
-            labels=torch.from_numpy(labels),
-            num_classes=num_classes,
-            metadata=default_metadata() if metadata is None else metadata,
-        )
-        return synthetic.validate(
-            num_classes=num_classes, max_per_class=max_per_class, image_shape=image_shape
         )
 
     def save_grid(self, path: str | Path, *, max_per_class: int | None = None) -> None:
@@ -475,10 +415,22 @@ class SyntheticSet:
 
 
 def merge_synthetic_sets(sets: list[SyntheticSet]) -> SyntheticSet:
-    """Concatenate sets of the same classes, image shape and label kind (e.g. from many clients).
+    """The union of sets of the same classes and image shape (e.g. one per federated client).
 
-    The result lives on the first set's device and carries the first set's metadata plus
-    ``"merged_from"``: the number of sets merged.
+    Labels stay hard when every set's are hard; when any set has soft labels the union has soft
+    labels, and hard ones become one-hot rows (a client that learned soft labels and one that did
+    not can still be trained on together). The result lives on the first set's device and carries
+    the first set's metadata plus ``"merged_from"``: the number of sets merged.
+
+    Parameters
+    ----------
+    sets
+        The sets to concatenate, in order.
+
+    Raises
+    ------
+    SyntheticSetError
+        No sets, or sets of different classes or image shapes.
     """
     if not sets:
         raise SyntheticSetError("no synthetic sets to merge")
@@ -494,68 +446,19 @@ def merge_synthetic_sets(sets: list[SyntheticSet]) -> SyntheticSet:
                 f"cannot merge: set {index} has {_shape_text(other.image_shape)} images, "
                 f"set 0 has {_shape_text(first.image_shape)}"
             )
-        if other.is_soft != first.is_soft:
-            kinds = {True: "soft", False: "hard"}
-            raise SyntheticSetError(
-                f"cannot merge: set {index} has {kinds[other.is_soft]} labels, "
-                f"set 0 has {kinds[first.is_soft]}"
-            )
     device = first.images.device
+    soft = any(s.is_soft for s in sets)
+    labels = [
+        s.labels if s.is_soft or not soft else torch.nn.functional.one_hot(s.labels, first.num_classes).float()
+        for s in sets
+    ]
     merged = SyntheticSet(
         images=torch.cat([s.images.detach().to(device) for s in sets]),
-        labels=torch.cat([s.labels.detach().to(device) for s in sets]),
+        labels=torch.cat([label.detach().to(device) for label in labels]),
         num_classes=first.num_classes,
         metadata={**copy.deepcopy(first.metadata), "merged_from": len(sets)},
     )
     return merged.validate()
-
-
-def _decode_wire_array(
-    name: str, array: Array, dtypes: tuple[str, ...], max_elements: int
-) -> np.ndarray:
-    """Decode one received ``.npy`` payload, checking dtype and size before allocating.
-
-    ``Array.numpy()`` would allocate whatever shape the payload's header claims before noticing
-    that the data is short, so the header is read and checked here first.
-    """
-    if array.stype != "numpy.ndarray":
-        raise SyntheticSetError(f"record array {name!r} has serialisation {_quote(array.stype)}")
-    if array.dtype not in dtypes:
-        raise SyntheticSetError(
-            f"record array {name!r} has dtype {_quote(array.dtype)}, expected {' or '.join(dtypes)}"
-        )
-    buffer = io.BytesIO(array.data)
-    try:
-        version = np.lib.format.read_magic(buffer)
-        if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(buffer)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(buffer)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except Exception as err:
-        # The header parser raises ValueError, SyntaxError or tokenize.TokenError on garbage.
-        raise SyntheticSetError(
-            f"record array {name!r} is not a valid .npy payload ({_exception_text(err)})"
-        ) from None
-    if dtype != np.dtype(array.dtype) or tuple(shape) != tuple(array.shape):
-        raise SyntheticSetError(
-            f"record array {name!r} declares {array.dtype} {_quote(tuple(array.shape))} "
-            f"but holds {_quote(dtype)} {_quote(tuple(shape))}"
-        )
-    count = math.prod(shape)
-    if count > max_elements:
-        raise SyntheticSetError(
-            f"record array {name!r} holds {count} values, more than the limit of {max_elements}"
-        )
-    offset = buffer.tell()
-    if len(array.data) - offset != count * dtype.itemsize:
-        raise SyntheticSetError(
-            f"record array {name!r} has {len(array.data) - offset} data bytes "
-            f"but its shape needs {count * dtype.itemsize}"
-        )
-    values = np.frombuffer(array.data, dtype=dtype, count=count, offset=offset)
-    return values.reshape(shape, order="F" if fortran_order else "C").copy(order="C")
 
 
 def _archive_problem(file: BinaryIO, size: int) -> str | None:
@@ -573,7 +476,7 @@ def _archive_problem(file: BinaryIO, size: int) -> str | None:
         return f"not a readable zip archive: {_first_sentence(str(err))}"
     for entry in entries:
         if entry.compress_type != zipfile.ZIP_STORED:
-            return f"entry {_quote(entry.filename)} is compressed"
+            return f"entry {quote_untrusted(entry.filename)} is compressed"
     claimed = sum(entry.file_size for entry in entries)
     if claimed > size:
         return f"entries claim {claimed} bytes in a file of {size}"
@@ -597,8 +500,8 @@ def _check_json_value(value: Any, where: str, depth: int) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise SyntheticSetError(f"{where} has a non-string key {_quote(key)}")
-            _check_json_value(item, f"{where}[{_quote(key)}]", depth + 1)
+                raise SyntheticSetError(f"{where} has a non-string key {quote_untrusted(key)}")
+            _check_json_value(item, f"{where}[{quote_untrusted(key)}]", depth + 1)
         return
     raise SyntheticSetError(
         f"{where} is a {type(value).__name__}, not a JSON value "
@@ -606,7 +509,7 @@ def _check_json_value(value: Any, where: str, depth: int) -> None:
     )
 
 
-def _compact_cpu(tensor: torch.Tensor) -> torch.Tensor:
+def compact_cpu(tensor: torch.Tensor) -> torch.Tensor:
     """A detached, contiguous CPU copy that owns just its data (a view drags its whole storage)."""
     return tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
 
@@ -623,13 +526,13 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(size) for size in shape)
 
 
-def _quote(value: Any) -> str:
+def quote_untrusted(value: Any) -> str:
     """``repr`` of untrusted ``value``, shortened: always one line and bounded in length."""
     text = repr(value)
     return text if len(text) <= _QUOTE_CHARS else text[: _QUOTE_CHARS - 3] + "..."
 
 
-def _exception_text(err: BaseException) -> str:
+def exception_text(err: BaseException) -> str:
     """``err``'s type and the first sentence of its message."""
     sentence = _first_sentence(str(err))
     return f"{type(err).__name__}: {sentence}" if sentence else type(err).__name__
@@ -639,7 +542,7 @@ def _load_failure_text(err: Exception) -> str:
     """Why :func:`torch.load` refused a file, without torch's advice to retry unsafely."""
     message = str(err)
     if not message.startswith("Weights only load failed"):
-        return _exception_text(err)
+        return exception_text(err)
     details = [line for line in message.splitlines() if "nsupported" in line]
     if not details:
         return "refused by the weights-only unpickler"

@@ -15,6 +15,7 @@ from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedcond.federated import client_app as fedcond_client
+from fedcond.federated import wire
 
 BEHAVIOURS = ("label-flip", "garbage", "crash", "stall")
 
@@ -34,11 +35,11 @@ def attacked_client_app(behaviour: dict[int, str], *, num_classes: int, stall_se
         if kind == "stall":
             time.sleep(stall_seconds)
         reply = fedcond_client.train(msg, context)
-        if kind in ("label-flip", "garbage") and fedcond_client.SET_KEY in reply.content.array_records:
-            record = reply.content.array_records[fedcond_client.SET_KEY]
+        if kind in ("label-flip", "garbage") and wire.SET_RECORD in reply.content.array_records:
+            record = reply.content.array_records[wire.SET_RECORD]
             poisoned = poison(record, kind, num_classes=num_classes)
-            content = RecordDict({fedcond_client.SET_KEY: poisoned,
-                                  fedcond_client.METRICS_KEY: reply.content.metric_records[fedcond_client.METRICS_KEY]})  # fmt: skip
+            metrics = reply.content.metric_records[wire.METRICS_RECORD]
+            content = RecordDict({wire.SET_RECORD: poisoned, wire.METRICS_RECORD: metrics})
             return Message(content=content, reply_to=msg)
         return reply
 

@@ -65,7 +65,7 @@ def scenario_config(scenario: Scenario, quick: bool, config_path: str, extra: li
 
 
 def run_scenario(config: Config, out: Path) -> dict[str, Any]:
-    from fedcond.continual.runner import run_continual
+    from fedcond.apps.continual import run_continual
 
     started = time.perf_counter()
     results = run_continual(config, out, command=PROG)

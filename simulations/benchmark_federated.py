@@ -109,7 +109,7 @@ def scenario_config(scenario: Scenario, quick: bool, config_path: str, extra: li
 
 
 def run_scenario(scenario: Scenario, config: Config, out: Path) -> dict[str, Any]:
-    from fedcond.federated.simulation import simulate
+    from fedcond.apps.federate import simulate
     from simulations.attacks import attacked_client_app
 
     flipped = round(scenario.label_flip_fraction * config.federated.num_clients)

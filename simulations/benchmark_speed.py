@@ -519,7 +519,7 @@ def _describe(results: dict[str, Any]) -> str:
         f"{c.get('iterations', s['iterations'])} timed iterations per side; evaluation: {s['eval_runs']} ConvNet-3 "
         f"× {s['eval_epochs']} epochs per side on a random-real coreset of the same size. Speed-up = reference "
         "time / engine time. The per-iteration path computes the reference's objective; the pool matches cached "
-        "real statistics of a fixed set of networks instead (`fedcond/condense/pool.py`), so it is a cheaper, "
+        "real statistics of a fixed set of networks instead (`fedcond/condense/targets/pool.py`), so it is a cheaper, "
         "slightly different objective."
     )
 

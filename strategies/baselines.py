@@ -13,12 +13,11 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, FedProx
 
+from fedcond.federated import wire
 from strategies.context import ServerContext
-from strategies.fedcondense import CONDENSE_TASK, FedCondense
+from strategies.fedcondense import FedCondense
 from strategies.registry import Plan, register_strategy
-
-#: The task a local-training message asks for.
-FIT_TASK = "fit"
+from strategies.uploads import UploadLog
 
 
 def _sampling(context: ServerContext) -> dict[str, object]:
@@ -28,22 +27,38 @@ def _sampling(context: ServerContext) -> dict[str, object]:
 
 @register_strategy("fedavg")
 def build_fedavg(context: ServerContext) -> Plan:
-    return Plan(FedAvg(**_sampling(context)), context.config.federated.rounds, context.message_config(FIT_TASK))
+    """Flower's FedAvg, every client training locally each round."""
+    return Plan(FedAvg(**_sampling(context)), context.config.federated.rounds, context.message_config(wire.FIT_TASK))
 
 
 @register_strategy("fedprox")
 def build_fedprox(context: ServerContext) -> Plan:
+    """Flower's FedProx with ``federated.proximal_mu``."""
     f = context.config.federated
-    return Plan(FedProx(proximal_mu=f.proximal_mu, **_sampling(context)), f.rounds, context.message_config(FIT_TASK))
+    strategy = FedProx(proximal_mu=f.proximal_mu, **_sampling(context))
+    return Plan(strategy, f.rounds, context.message_config(wire.FIT_TASK))
 
 
 class CondensedWarmStart(FedAvg):
     """Round 1 is one-shot FedCondense (the global model trained on the clients' synthetic sets);
-    rounds 2.. are FedAvg from that model."""
+    rounds 2.. are FedAvg from that model.
+
+    Parameters
+    ----------
+    context
+        The run's config, test set and server-side trainer.
+    **kwargs
+        Flower's ``FedAvg`` arguments (sampling fractions, minimum nodes).
+    """
 
     def __init__(self, context: ServerContext, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.warm = FedCondense(context)
+
+    @property
+    def log(self) -> UploadLog:
+        """The warm-start round's uploads."""
+        return self.warm.log
 
     @property
     def rejected(self) -> list[dict[str, object]]:
@@ -53,7 +68,8 @@ class CondensedWarmStart(FedAvg):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         if server_round == 1:
-            return self.warm.configure_train(server_round, arrays, ConfigRecord({**config, "task": CONDENSE_TASK}), grid)
+            warm_config = ConfigRecord({**config, wire.TASK_KEY: wire.CONDENSE_TASK})
+            return self.warm.configure_train(server_round, arrays, warm_config, grid)
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(
@@ -66,5 +82,6 @@ class CondensedWarmStart(FedAvg):
 
 @register_strategy("hybrid")
 def build_hybrid(context: ServerContext) -> Plan:
+    """One-shot FedCondense as the first round, FedAvg after it."""
     strategy = CondensedWarmStart(context, **_sampling(context))
-    return Plan(strategy, context.config.federated.rounds, context.message_config(FIT_TASK))
+    return Plan(strategy, context.config.federated.rounds, context.message_config(wire.FIT_TASK), uploads=strategy.log)

@@ -12,17 +12,24 @@ from flwr.app import ArrayRecord, ConfigRecord
 from fedcond.config import Config, EvaluationConfig
 from fedcond.data.base import ImageDataset
 from fedcond.evaluation import fit, fresh_network, test_accuracy
+from fedcond.federated import wire
 from fedcond.synthetic import SyntheticSet
 from strategies.uploads import UploadSpec
-
-#: Config record keys of the messages the server sends.
-TASK_KEY = "task"
-CONFIG_KEY = "fedcond-config"
 
 
 @dataclass
 class ServerContext:
-    """The run's config and test set, and how the server trains and tests the global model."""
+    """The run's config and test set, and how the server trains and tests the global model.
+
+    Parameters
+    ----------
+    config
+        The experiment config; every train message carries it to the clients.
+    test
+        The server's test split: the global model is evaluated on it after every round.
+    device
+        Where the server trains and tests.
+    """
 
     config: Config
     test: ImageDataset
@@ -37,7 +44,7 @@ class ServerContext:
     def message_config(self, task: str, **extra: object) -> ConfigRecord:
         """The config record of a train message: the task, and the whole experiment config as YAML
         (the server is the one source of truth; clients only add their own data location)."""
-        return ConfigRecord({TASK_KEY: task, CONFIG_KEY: yaml.safe_dump(self.config.to_dict()), **extra})
+        return ConfigRecord({wire.TASK_KEY: task, wire.CONFIG_KEY: yaml.safe_dump(self.config.to_dict()), **extra})
 
     def initial_arrays(self) -> ArrayRecord:
         """The global model every strategy starts from (the same weights for all)."""

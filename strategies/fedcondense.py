@@ -20,30 +20,51 @@ from flwr.serverapp.strategy import Strategy
 from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from fedcond.errors import SyntheticSetError
-from fedcond.synthetic import SyntheticSet
+from fedcond.federated import wire
+from fedcond.synthetic import SyntheticSet, merge_synthetic_sets
 from strategies.context import ServerContext
 from strategies.defence import screen
 from strategies.registry import Plan, register_strategy
-from strategies.uploads import merge, read_upload, reply_metrics, reply_partition
-
-#: The task a condense message asks for, and the array record that carries the global model.
-CONDENSE_TASK = "condense"
-MODEL_KEY = "model"
+from strategies.uploads import UploadLog, read_upload, reply_metrics, reply_partition
 
 
 class FedCondense(Strategy):
-    """Collect one synthetic set per client, validate and screen them, train the global model on the union."""
+    """Collect one synthetic set per client, validate and screen them, train the global model on the union.
 
-    def __init__(self, context: ServerContext, *, send_model: bool = False, server_update: str = "retrain") -> None:
+    Parameters
+    ----------
+    context
+        The run's config, test set and server-side trainer.
+    send_model
+        Send the current global model with every condense message (clients condense against its
+        features, mixed with random networks: FedDM/FedAF-style rounds).
+    server_update
+        With ``send_model``, what the server does with each round's sets after the first:
+        ``finetune`` the global model on them, or ``retrain`` it from scratch on every set so far.
+    log
+        Where rejected uploads and per-round facts are recorded (a fresh log by default); a
+        strategy that wraps this one shares it.
+    """
+
+    def __init__(
+        self,
+        context: ServerContext,
+        *,
+        send_model: bool = False,
+        server_update: str = "retrain",
+        log: UploadLog | None = None,
+    ) -> None:
         self.context = context
         self.send_model = send_model
         self.server_update = server_update
-        #: Every rejected or dropped upload: round, node, partition, reason.
-        self.rejected: list[dict[str, object]] = []
-        #: Per round: how many sets were accepted and the defence's scores.
-        self.round_info: dict[int, dict[str, object]] = {}
+        self.log = log if log is not None else UploadLog()
         self._all_sets: list[SyntheticSet] = []
         self._current: ArrayRecord | None = None
+
+    @property
+    def rejected(self) -> list[dict[str, object]]:
+        """Every rejected or dropped upload: round, node, partition, reason."""
+        return self.log.rejected
 
     def summary(self) -> None:
         f = self.context.config.federated
@@ -55,10 +76,10 @@ class FedCondense(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._current = arrays
-        config = ConfigRecord({**config, "task": CONDENSE_TASK, "server-round": server_round})
-        content = RecordDict({"config": config})
+        config = ConfigRecord({**config, wire.TASK_KEY: wire.CONDENSE_TASK, wire.SERVER_ROUND_KEY: server_round})
+        content = RecordDict({wire.CONFIG_RECORD: config})
         if self.send_model:
-            content[MODEL_KEY] = arrays
+            content[wire.MODEL_RECORD] = arrays
         # Every client condenses: wait until all of them are connected (late SuperNodes are not skipped).
         clients = self.context.config.federated.num_clients
         nodes, _ = sample_nodes(grid, clients, clients)
@@ -86,7 +107,7 @@ class FedCondense(Strategy):
                 self._reject(server_round, *senders[i],
                              f"dropped by the defence: agreement {screening.scores[i]} < {screening.threshold}")  # fmt: skip
             sets = [s for i, s in enumerate(sets) if i not in screening.dropped]
-        self.round_info[server_round] = {"accepted": len(sets), "defence_scores": scores, "clients": clients}
+        self.log.rounds[server_round] = {"accepted": len(sets), "defence_scores": scores, "clients": clients}
         if not sets:
             log(logging.WARNING, "round %d: no acceptable synthetic set; the global model is unchanged", server_round)
             return None, MetricRecord({"accepted-sets": 0})
@@ -96,13 +117,13 @@ class FedCondense(Strategy):
     def _update(self, server_round: int, sets: list[SyntheticSet]) -> ArrayRecord:
         f, seed = self.context.config.federated, self.context.config.seed + server_round
         if self.send_model and self.server_update == "finetune" and server_round > 1:
-            return self.context.train_on(merge(sets), start=self._current, epochs=f.finetune_epochs, seed=seed)
+            return self.context.train_on(merge_synthetic_sets(sets), start=self._current, epochs=f.finetune_epochs, seed=seed)
         self._all_sets.extend(sets)
-        return self.context.train_on(merge(self._all_sets), start=None, epochs=f.server_epochs, seed=seed)
+        return self.context.train_on(merge_synthetic_sets(self._all_sets), start=None, epochs=f.server_epochs, seed=seed)
 
     def _reject(self, server_round: int, node: int, partition: int | None, reason: str) -> None:
         log(logging.WARNING, "round %d: rejected node %d (partition %s): %s", server_round, node, partition, reason)
-        self.rejected.append({"round": server_round, "node_id": node, "partition_id": partition, "reason": reason})
+        self.log.rejected.append({"round": server_round, "node_id": node, "partition_id": partition, "reason": reason})
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -115,11 +136,14 @@ class FedCondense(Strategy):
 
 @register_strategy("fedcondense")
 def build_fedcondense(context: ServerContext) -> Plan:
-    return Plan(FedCondense(context), 1, context.message_config(CONDENSE_TASK))
+    """One-shot: one round, every client condenses, the global model is trained on the union."""
+    strategy = FedCondense(context)
+    return Plan(strategy, 1, context.message_config(wire.CONDENSE_TASK), uploads=strategy.log)
 
 
 @register_strategy("fedcondense-iterative")
 def build_iterative(context: ServerContext) -> Plan:
+    """``federated.rounds`` rounds of condensing against the current global model."""
     f = context.config.federated
     strategy = FedCondense(context, send_model=True, server_update=f.server_update)
-    return Plan(strategy, f.rounds, context.message_config(CONDENSE_TASK))
+    return Plan(strategy, f.rounds, context.message_config(wire.CONDENSE_TASK), uploads=strategy.log)

@@ -18,15 +18,30 @@ if TYPE_CHECKING:
     from flwr.serverapp.strategy import Strategy
 
     from strategies.context import ServerContext
+    from strategies.uploads import UploadLog
 
 
 @dataclass
 class Plan:
-    """What the server runs for one strategy."""
+    """What the server runs for one strategy.
 
-    strategy: "Strategy"
+    Parameters
+    ----------
+    strategy
+        The Flower strategy.
+    num_rounds
+        Server rounds it runs.
+    train_config
+        The ConfigRecord of its train messages (task and experiment config).
+    uploads
+        Where a strategy that receives synthetic sets logs them (None for FedAvg and FedProx);
+        the ServerApp reports it.
+    """
+
+    strategy: Strategy
     num_rounds: int
-    train_config: "ConfigRecord"
+    train_config: ConfigRecord
+    uploads: UploadLog | None = None
 
 
 Builder = Callable[["ServerContext"], Plan]

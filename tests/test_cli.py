@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fedcond.cli import main
+from fedcond.apps.cli import main
 
 FAST = [
     "--set", "progress=false",
@@ -106,7 +106,7 @@ def test_a_failing_command_keeps_earlier_results(tmp_path, capsys) -> None:
 
 def test_console_script_exit_status(tmp_path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "fedcond.cli", "condense", "--set", "condense.method=magic", "--out", str(tmp_path)],
+        [sys.executable, "-m", "fedcond.apps.cli", "condense", "--set", "condense.method=magic", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -9,7 +9,7 @@ import torch
 
 from fedcond import condense
 from fedcond.condense.parameterisation import check_factor, decode, encode
-from fedcond.condense.pool import RealStatisticsPool, network_seed
+from fedcond.condense.targets.pool import RealStatisticsPool, network_seed
 from fedcond.device import CPU_CHUNK, chunk_size
 from fedcond.discrepancies import build_discrepancy, summarise_real
 from fedcond.errors import ConfigError

@@ -19,7 +19,7 @@ from avalanche.training.supervised import Naive
 from sklearn.datasets import load_digits
 from torch.utils.data import TensorDataset
 
-from fedcond.cli import main
+from fedcond.apps.cli import main
 from fedcond.config import Config
 from fedcond.continual import CondensedBuffer, CondensedGDumbPlugin, CondensedReplayPlugin
 from fedcond.continual.benchmarks import build_benchmark

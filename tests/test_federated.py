@@ -11,20 +11,22 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedcond.config import Config, FederatedConfig
+from fedcond.config import Config
 from fedcond.data import load_dataset
 from fedcond.errors import ConfigError, DataError, SyntheticSetError
 from fedcond.evaluation import fit, fresh_network
 from fedcond.federated import client_app
+from fedcond.federated.config import FederatedConfig
 from fedcond.federated.metering import MeteredGrid, record_bytes
 from fedcond.federated.partition import client_partition, partition_indices
+from fedcond.federated.wire import to_array_record
 from fedcond.features import FeatureContext, build_feature_map
 from fedcond.synthetic import SyntheticSet
 from strategies import STRATEGIES
 from strategies.context import ServerContext
 from strategies.defence import screen
 from strategies.fedcondense import FedCondense
-from strategies.uploads import UploadSpec, merge, read_upload
+from strategies.uploads import UploadSpec, read_upload
 
 CPU = torch.device("cpu")
 
@@ -101,7 +103,7 @@ def _array(value: np.ndarray):
 
 def test_a_valid_upload_is_read() -> None:
     good = _set()
-    got = read_upload(_reply(good.to_array_record()), SPEC)
+    got = read_upload(_reply(to_array_record(good)), SPEC)
     assert torch.equal(got.images, good.images) and torch.equal(got.labels, good.labels)
 
 
@@ -122,15 +124,6 @@ def test_bad_uploads_are_rejected_with_the_reason(arrays: dict[str, np.ndarray],
     arrays = {k: (v.astype(np.int64) if k == "labels" else v) for k, v in arrays.items()}
     with pytest.raises(SyntheticSetError, match=message):
         read_upload(_reply(arrays), SPEC)
-
-
-def test_merge_mixes_soft_and_hard_labels() -> None:
-    hard = _set(1)
-    soft = SyntheticSet(torch.randn(2, 1, 8, 8), torch.full((2, 10), 0.1), 10)
-    merged = merge([hard, soft])
-    assert merged.is_soft and merged.labels.shape == (12, 10)
-    assert torch.equal(merged.labels[:10], torch.eye(10))
-    assert torch.equal(merge([hard, hard]).labels, torch.cat([hard.labels, hard.labels]))
 
 
 # ---------------------------------------------------------------------------------- defence
@@ -214,17 +207,19 @@ def test_fedcondense_rejects_bad_uploads_and_trains_on_the_rest(digits, server: 
     sets = _client_sets(digits, flip=[3])
     honest, flipped = sets[:3], sets[3]
     server.config.condense.ipc = 10  # the spec allows 10 images per class
+    server.config.federated.server_epochs = 40  # enough to learn something from 180 images
     strategy = FedCondense(server)
     strategy.configure_train(1, server.initial_arrays(), ConfigRecord(), FakeGrid())
     bad = {"images": np.full((10, 1, 8, 8), np.inf, np.float32), "labels": np.arange(10, dtype=np.int64)}
-    replies = [_reply(s.to_array_record(), node=10 + i, partition=i) for i, s in enumerate(honest)]
+    replies = [_reply(to_array_record(s), node=10 + i, partition=i) for i, s in enumerate(honest)]
     replies.append(_reply(bad, node=99, partition=7))
-    replies.append(_reply(flipped.to_array_record(), node=98, partition=8))
+    replies.append(_reply(to_array_record(flipped), node=98, partition=8))
     arrays, metrics = strategy.aggregate_train(1, replies)
     assert arrays is not None and metrics["accepted-sets"] == 3
     reasons = {r["partition_id"]: r["reason"] for r in strategy.rejected}
     assert "non-finite" in reasons[7] and "defence" in reasons[8]
-    assert 0 <= server.accuracy(arrays) <= 100
+    # Trained on the three honest sets only, the global model is far better than its random start.
+    assert server.accuracy(arrays) > server.accuracy(server.initial_arrays()) + 20
     assert not all(torch.equal(a, b) for a, b in zip(arrays.to_torch_state_dict().values(),
                                                      server.initial_arrays().to_torch_state_dict().values()))  # fmt: skip
 
@@ -285,7 +280,7 @@ def test_private_client_reports_its_guarantee_and_the_server_records_it(digits, 
     assert metrics["epsilon"] <= 2.0 and metrics["delta"] == 1e-5
     strategy = FedCondense(server)
     strategy.aggregate_train(1, [reply])
-    assert strategy.round_info[1]["clients"][0]["epsilon"] == metrics["epsilon"]
+    assert strategy.log.rounds[1]["clients"][0]["epsilon"] == metrics["epsilon"]
     # Every class gets its images, held or not: what a client holds is private.
     assert len(read_upload(reply, server.spec)) == 10 * config.condense.ipc
 

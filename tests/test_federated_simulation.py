@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 
-from fedcond.cli import main
+from fedcond.apps.cli import main
 from fedcond.config import Config
-from fedcond.federated.simulation import simulate
+from fedcond.apps.federate import simulate
 from simulations.attacks import attacked_client_app
 
 TINY = [

@@ -134,7 +134,7 @@ def test_non_private_sets_say_so(digits) -> None:
 def test_condense_command_reports_the_guarantee_next_to_non_private_baselines(tmp_path) -> None:
     import json
 
-    from fedcond.cli import main
+    from fedcond.apps.cli import main
 
     args = ["condense", "--out", str(tmp_path), "--baselines", "random", "--set", "progress=false", "--set", "device=cpu",
             "--set", "privacy.epsilon=5", "--set", "condense.init=noise", "--set", "condense.discrepancy=mmd-linear",
@@ -197,7 +197,7 @@ def test_audit_refuses_a_reference_computed_for_other_settings(digits) -> None:
 def test_audit_command_writes_results_and_refuses_a_mismatched_set(tmp_path, capsys) -> None:
     import json
 
-    from fedcond.cli import main
+    from fedcond.apps.cli import main
     from fedcond.synthetic import SyntheticSet
 
     fast = ["--set", "progress=false", "--set", "device=cpu", "--set", "evaluation.epochs=2",

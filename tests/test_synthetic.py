@@ -1,4 +1,4 @@
-"""The SyntheticSet contract: validation, atomic save, hostile files and records, merge, grids."""
+"""The SyntheticSet contract: validation, atomic save, hostile files, merge, grids (the wire form: test_wire)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord
 from PIL import Image
 
 from fedcond import io as fio
@@ -25,36 +24,7 @@ from fedcond.synthetic import (
     default_metadata,
     merge_synthetic_sets,
 )
-
-
-def make_set(
-    *,
-    num_classes: int = 3,
-    per_class: int = 2,
-    soft: bool = False,
-    shape: tuple[int, int, int] = (3, 8, 8),
-) -> SyntheticSet:
-    """A valid set: ``per_class`` images of each class, in class order."""
-    generator = torch.Generator().manual_seed(0)
-    hard = torch.arange(num_classes).repeat_interleave(per_class)
-    images = torch.randn(len(hard), *shape, generator=generator)
-    labels = hard
-    if soft:
-        logits = torch.randn(len(hard), num_classes, generator=generator)
-        labels = torch.softmax(logits + 10 * torch.nn.functional.one_hot(hard, num_classes), dim=1)
-    channels = shape[0]
-    metadata = default_metadata(
-        dataset="digits", mean=(0.5,) * channels, std=(0.25,) * channels, ipc=per_class
-    )
-    return SyntheticSet(images=images, labels=labels, num_classes=num_classes, metadata=metadata)
-
-
-def rejects(match: str) -> pytest.RaisesExc[SyntheticSetError]:
-    return pytest.raises(SyntheticSetError, match=match)
-
-
-def assert_one_line(err: pytest.ExceptionInfo[SyntheticSetError]) -> None:
-    assert "\n" not in str(err.value)
+from sets import assert_one_line, make_set, rejects
 
 
 def save_content(path: Path, **changes: object) -> Path:
@@ -535,152 +505,6 @@ def test_atomic_write_keeps_mode(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o640 and path.read_text() == "new"
 
 
-# --- Flower ArrayRecord -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
-def test_array_record_round_trip(soft: bool) -> None:
-    synthetic = make_set(soft=soft)
-    record = synthetic.to_array_record()
-    assert isinstance(record, ArrayRecord) and set(record.keys()) == {"images", "labels"}
-    assert record["images"].numpy().dtype == np.float32
-    received = SyntheticSet.from_array_record(
-        record, num_classes=3, max_per_class=2, image_shape=(3, 8, 8)
-    )
-    assert torch.equal(received.images, synthetic.images)
-    assert torch.equal(received.labels, synthetic.labels)
-    assert received.metadata == default_metadata()
-    custom = SyntheticSet.from_array_record(record, num_classes=3, metadata={"client": 7})
-    assert custom.metadata == {"client": 7}
-
-
-def test_array_record_survives_flower_serialisation() -> None:
-    record = make_set().to_array_record()
-    rebuilt = ArrayRecord(
-        {name: Array.inflate(array.deflate(), dict(array.slice_array())) for name, array in record.items()}
-    )
-    received = SyntheticSet.from_array_record(rebuilt, num_classes=3)
-    assert torch.equal(received.images, make_set().images)
-
-
-def _record(images: np.ndarray | Array, labels: np.ndarray | Array, **extra: np.ndarray) -> ArrayRecord:
-    arrays = {"images": images, "labels": labels, **extra}
-    return ArrayRecord(
-        {name: value if isinstance(value, Array) else Array(value) for name, value in arrays.items()}
-    )
-
-
-def _forged(declared: str, shape: tuple[int, ...], descr: str, data: bytes) -> Array:
-    """An Array declaring ``declared``/``shape`` whose .npy header says ``descr``/``shape``."""
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
-    return Array(dtype=declared, shape=shape, stype="numpy.ndarray", data=buffer.getvalue() + data)
-
-
-def _hostile_records() -> list[object]:
-    good = make_set()
-    images, labels = good.images.numpy(), good.labels.numpy()
-    nan_images = images.copy()
-    nan_images[0, 0, 0, 0] = np.nan
-    crowded = labels.copy()
-    crowded[:3] = 0
-    huge_shape = (2**40, 3, 8, 8)
-    object_labels = pickle.dumps(list(labels))
-    return [
-        pytest.param(_record(nan_images, labels), "images contain 1 non-finite", id="NaN images"),
-        pytest.param(
-            _record(images, labels, payload=labels),
-            "exactly the arrays 'images' and 'labels', got 'images', 'labels', 'payload'",
-            id="extra key",
-        ),
-        pytest.param(ArrayRecord({"images": Array(images)}), "got 'images'$", id="missing key"),
-        pytest.param(
-            _record(images, labels + 1),
-            r"\[0, 3\), got values from 1 to 3",
-            id="labels out of range",
-        ),
-        pytest.param(
-            _record(images, crowded),
-            "class 0 has 3 images, more than max_per_class=2",
-            id="too many per class",
-        ),
-        pytest.param(
-            _record(images.astype(np.float64), labels),
-            "'images' has dtype 'float64', expected float32",
-            id="float64 images",
-        ),
-        pytest.param(
-            _record(images, labels.astype(np.int32)),
-            "'labels' has dtype 'int32', expected int64 or float32",
-            id="int32 labels",
-        ),
-        pytest.param(
-            _record(images, _forged("object", (6,), "|O", object_labels)),
-            "'labels' has dtype 'object'",
-            id="object labels",
-        ),
-        pytest.param(
-            _record(images, _forged("int64", (6,), "|O", object_labels)),
-            r"declares int64 \(6,\) but holds dtype\('O'\)",
-            id="disguised object labels",
-        ),
-        pytest.param(
-            _record(images[:, :1], labels), "images are 1x8x8 but 3x8x8 expected", id="wrong shape"
-        ),
-        pytest.param(
-            _record(_forged("float32", huge_shape, "<f4", b"\0" * 64), labels),
-            f"holds {2**40 * 192} values, more than the limit",
-            id="huge header",
-        ),
-        pytest.param(
-            _record(_forged("float32", (6, 3, 8, 8), "<f8", b"\0" * 6 * 192 * 8), labels),
-            r"declares float32 .* but holds dtype\('float64'\)",
-            id="dtype liar",
-        ),
-        pytest.param(
-            _record(_forged("float32", (6, 3, 8, 8), "<f4", b"\0" * 100), labels),
-            "has 100 data bytes but its shape needs 4608",
-            id="short data",
-        ),
-        pytest.param(
-            _record(Array("float32", (6, 3, 8, 8), "numpy.ndarray", b"not numpy"), labels),
-            "'images' is not a valid .npy payload",
-            id="garbage",
-        ),
-        pytest.param(
-            _record(Array("float32", (6, 3, 8, 8), "pickle", pickle.dumps(images)), labels),
-            "'images' has serialisation 'pickle'",
-            id="pickle stype",
-        ),
-    ]
-
-
-@pytest.mark.parametrize(("record", "match"), _hostile_records())
-def test_from_array_record_rejects_hostile_records(record: ArrayRecord, match: str) -> None:
-    with rejects(match) as err:
-        SyntheticSet.from_array_record(record, num_classes=3, max_per_class=2, image_shape=(3, 8, 8))
-    assert_one_line(err)
-
-
-def test_from_array_record_rejects_non_records() -> None:
-    with rejects("expected an ArrayRecord, got dict"):
-        SyntheticSet.from_array_record({"images": 1}, num_classes=3)  # type: ignore[arg-type]
-
-
-def test_to_array_record_refuses_invalid_set() -> None:
-    synthetic = make_set()
-    synthetic.images[0, 0, 0, 0] = float("inf")
-    with rejects("1 non-finite"):
-        synthetic.to_array_record()
-
-
-def test_from_array_record_accepts_fortran_order() -> None:
-    good = make_set()
-    record = _record(np.asfortranarray(good.images.numpy()), good.labels.numpy())
-    received = SyntheticSet.from_array_record(record, num_classes=3)
-    assert torch.equal(received.images, good.images) and received.images.is_contiguous()
-
-
 # --- merge --------------------------------------------------------------------------------------
 
 
@@ -696,6 +520,14 @@ def test_merge() -> None:
     assert soft.is_soft and len(soft) == 18 and soft.metadata["merged_from"] == 3
 
 
+def test_merge_of_hard_and_soft_sets_is_soft_with_one_hot_rows() -> None:
+    hard, soft = make_set(per_class=1), make_set(soft=True)
+    merged = merge_synthetic_sets([hard, soft])
+    assert merged.is_soft and merged.labels.shape == (9, 3)
+    assert torch.equal(merged.labels[:3], torch.eye(3)) and torch.equal(merged.labels[3:], soft.labels)
+    assert torch.equal(merged.hard_labels[:3], hard.labels)
+
+
 def test_merge_rejects_mismatches() -> None:
     base = make_set()
     with rejects("no synthetic sets to merge"):
@@ -704,8 +536,6 @@ def test_merge_rejects_mismatches() -> None:
         merge_synthetic_sets([base, make_set(num_classes=4)])
     with rejects("set 1 has 1x8x8 images, set 0 has 3x8x8"):
         merge_synthetic_sets([base, make_set(shape=(1, 8, 8))])
-    with rejects("set 2 has soft labels, set 0 has hard"):
-        merge_synthetic_sets([base, base, make_set(soft=True)])
 
 
 # --- save_grid ----------------------------------------------------------------------------------

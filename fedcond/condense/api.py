@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from fedcond.config import Config
-from fedcond.data.base import ImageDataset
+from fedcond.condense.registry import CONDENSE_METHODS
 from fedcond.device import resolve_device
 from fedcond.errors import DataError
-from fedcond.synthetic import SyntheticSet
+
+if TYPE_CHECKING:
+    from fedcond.config import Config
+    from fedcond.data.base import ImageDataset
+    from fedcond.synthetic import SyntheticSet
 
 
 def condense(
@@ -23,12 +27,36 @@ def condense(
 ) -> SyntheticSet:
     """Condense ``data`` into a small synthetic set with the method named in ``config.condense``.
 
-    ``device`` overrides ``config.device`` (a Flower client passes the device its node was given);
-    ``checkpoint`` is a file where matching saves its state every ``condense.checkpoint_every``
-    iterations and from which it resumes when the file exists.
-    """
-    from fedcond.condense import CONDENSE_METHODS
+    Parameters
+    ----------
+    data
+        The real images and labels to condense (a training split, a client's partition, an
+        experience of a continual benchmark).
+    config
+        The experiment config; it is validated here. ``condense`` says how, ``privacy`` whether
+        the set is a private release.
+    device
+        Where to condense; overrides ``config.device`` (a Flower client passes the device its
+        node was given).
+    progress
+        Show a progress bar; overrides ``config.progress``.
+    checkpoint
+        A file where matching saves its state every ``condense.checkpoint_every`` iterations and
+        from which it resumes when the file exists.
 
+    Returns
+    -------
+    SyntheticSet
+        Images ``[M, C, H, W]`` on the CPU, hard or soft labels, and metadata saying how they
+        were made (method, discrepancy, ipc, timings, privacy).
+
+    Raises
+    ------
+    fedcond.errors.ConfigError
+        An invalid config, or a condensation that diverged.
+    fedcond.errors.DataError
+        An empty dataset.
+    """
     config.validate()
     if len(data) == 0:
         raise DataError(f"{data.name}: cannot condense an empty dataset")

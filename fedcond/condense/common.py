@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import torch
 
-from fedcond.config import Config
-from fedcond.data.base import ImageDataset
 from fedcond.synthetic import SyntheticSet, default_metadata
+
+if TYPE_CHECKING:
+    from fedcond.config import Config
+    from fedcond.data.base import ImageDataset
 
 
 def class_quotas(per_class: list[torch.Tensor], ipc: int) -> list[int]:

@@ -7,18 +7,22 @@ in that of a random network of ``condense.model``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from fedcond.condense import register_condense_method
+from fedcond.condense.registry import register_condense_method
 from fedcond.condense.common import build_synthetic_set, class_quotas, select_real
-from fedcond.config import Config
-from fedcond.data.base import ImageDataset
 from fedcond.features import FeatureContext, build_feature_map, embed_in_chunks, feature_kind
 from fedcond.synthetic import SyntheticSet
+
+if TYPE_CHECKING:
+    from fedcond.config import Config
+    from fedcond.data.base import ImageDataset
 
 
 def _embed(data: ImageDataset, config: Config, device: torch.device) -> torch.Tensor:

@@ -6,6 +6,7 @@ channel, with int64 labels. Built in: ``digits`` (scikit-learn, always available
 """
 
 from fedcond.data.base import DatasetSplits, ImageDataset
+from fedcond.data.config import DatasetConfig
 from fedcond.data.convert import channel_stats, denormalise, normalise, stratified_split
 from fedcond.data.paths import cache_dir
 from fedcond.data.registry import (
@@ -22,6 +23,7 @@ from fedcond.data import cifar, digits, folder, mnist, npz  # noqa: F401
 
 __all__ = [
     "DATASETS",
+    "DatasetConfig",
     "DatasetSplits",
     "ImageDataset",
     "Loader",

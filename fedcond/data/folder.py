@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fedcond.config import DatasetConfig
+from fedcond.data.config import DatasetConfig
 from fedcond.data.base import DatasetSplits
 from fedcond.data.convert import Arrays, make_splits, stratified_split
 from fedcond.data.paths import data_root

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcond.config import DatasetConfig
+from fedcond.data.config import DatasetConfig
 from fedcond.data.base import DatasetSplits
 from fedcond.data.convert import Arrays, make_splits
 from fedcond.data.idx import read_idx

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcond.config import DatasetConfig
+from fedcond.data.config import DatasetConfig
 from fedcond.data.base import DatasetSplits
 from fedcond.data.convert import make_splits, stratified_split
 from fedcond.data.paths import data_root

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fedcond.config import DatasetConfig
+from fedcond.data.config import DatasetConfig
 from fedcond.errors import DatasetUnavailableError
 
 #: Debian's dataset packages (e.g. ``dataset-fashion-mnist``) install here.

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from fedcond.config import Config, DatasetConfig
 from fedcond.data.base import DatasetSplits
+from fedcond.data.config import DatasetConfig
 from fedcond.errors import DataError
 from fedcond.registry import Registry
+
+if TYPE_CHECKING:
+    from fedcond.config import Config
 
 #: Builds a dataset's fixed train/test splits from its config.
 Loader = Callable[[DatasetConfig], DatasetSplits]
@@ -51,8 +55,8 @@ def load_dataset(cfg: DatasetConfig | Config) -> DatasetSplits:
     :class:`~fedcond.errors.DatasetUnavailableError` when its files are missing and
     :class:`~fedcond.errors.DataError` when they are malformed.
     """
-    if isinstance(cfg, Config):
-        cfg = cfg.dataset
+    if not isinstance(cfg, DatasetConfig):
+        cfg = cfg.dataset  # a whole Config
     loader = DATASETS.get(cfg.name)
     splits = loader(cfg)
     if not isinstance(splits, DatasetSplits):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
 
-from fedcond.discrepancies.params import InvalidParam, coerce, describe
 from fedcond.errors import ConfigError
 from fedcond.registry import Registry
+from fedcond.values import InvalidOption, UnknownOption, bind_options
 
 #: An embedding ``[n, d]`` or a list of per-layer parameter gradients.
 Features = torch.Tensor | list[torch.Tensor]
@@ -78,22 +77,15 @@ def build_discrepancy(name: str, **params: Any) -> Callable[[Features, Features]
     :func:`functools.partial`, so it pickles whenever the function does.
     """
     fn = DISCREPANCIES.get(name)
-    accepted = {p.name for p in _keyword_params(fn)}
-    hints = typing.get_type_hints(fn, include_extras=True)
-    bound: dict[str, Any] = {}
-    for key, value in params.items():
-        if key not in accepted:
-            valid = ", ".join(sorted(accepted)) or "none"
-            raise ConfigError(f"discrepancy {name!r} has no parameter {key!r}; valid: {valid}")
-        if key not in hints:
-            bound[key] = value
-            continue
-        try:
-            bound[key] = coerce(value, hints[key])
-        except InvalidParam:
-            raise ConfigError(
-                f"discrepancy {name!r}: parameter {key!r} must be {describe(hints[key])}; got {value!r}"
-            ) from None
+    try:
+        bound = bind_options(fn, params, keyword_only=True)
+    except UnknownOption as exc:
+        valid = ", ".join(sorted(exc.accepted)) or "none"
+        raise ConfigError(f"discrepancy {name!r} has no parameter {exc.name!r}; valid: {valid}") from None
+    except InvalidOption as exc:
+        raise ConfigError(
+            f"discrepancy {name!r}: parameter {exc.name!r} must be {exc.expected}; got {exc.value!r}"
+        ) from None
     return functools.partial(fn, **bound)
 
 

@@ -2,10 +2,8 @@
 
 Every train message carries the task and the whole experiment config (YAML) from the server; the
 client adds only what is its own: its partition (``partition-id``/``num-partitions`` from the node
-config) and, optionally, where its data lives (``data-root`` in the node config). A condense reply
-is the ``SyntheticSet`` as an ArrayRecord ``"synthetic"`` plus a MetricRecord ``"metrics"``
-(num-examples, num-synthetic, condense-seconds, upload-bytes, partition-id); a fit reply is the
-locally trained weights as ``"arrays"`` plus the same ``"metrics"`` record (num-examples, train-seconds).
+config) and, optionally, where its data lives (``data-root`` in the node config). What the
+messages and replies hold is described, key by key, in :mod:`fedcond.federated.wire`.
 """
 
 from __future__ import annotations
@@ -19,21 +17,15 @@ import yaml
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedcond.condense import condense
 from fedcond.config import Config
-from fedcond.data import load_dataset
+from fedcond.data import DatasetConfig, load_dataset
 from fedcond.data.base import ImageDataset
 from fedcond.device import resolve_device
 from fedcond.errors import ConfigError
 from fedcond.evaluation import fit, fresh_network
-from fedcond.federated.metering import array_record_bytes
+from fedcond.federated import wire
 from fedcond.federated.partition import client_partition
-
-#: Keys shared with the server strategies (``strategies.context``/``fedcondense``/``baselines``).
-TASK_KEY = "task"
-CONFIG_KEY = "fedcond-config"
-MODEL_KEY = "model"
-SET_KEY = "synthetic"
-METRICS_KEY = "metrics"
 
 app = ClientApp()
 
@@ -49,13 +41,13 @@ def train(msg: Message, context: Context) -> Message:
     _limit_threads(config.federated.num_cpus)
     data = _partition(yaml.safe_dump(config.to_dict()), partition_id)
     device = resolve_device(config.device)
-    task = settings.get(TASK_KEY)
-    if task == "condense":
+    task = settings.get(wire.TASK_KEY)
+    if task == wire.CONDENSE_TASK:
         content = condense_reply(msg, config, data, device, partition_id)
-    elif task == "fit":
+    elif task == wire.FIT_TASK:
         content = fit_reply(msg, settings, config, data, device, partition_id)
     else:
-        raise ConfigError(f"unknown task {task!r}; expected 'condense' or 'fit'")
+        raise ConfigError(f"unknown task {task!r}; expected {' or '.join(repr(t) for t in wire.TASKS)}")
     return Message(content=content, reply_to=msg)
 
 
@@ -63,11 +55,9 @@ def condense_reply(
     msg: Message, config: Config, data: ImageDataset, device: torch.device, partition_id: int
 ) -> RecordDict:
     """Condense ``data``; against the global model's features when the message carries one."""
-    from fedcond.condense import condense  # imported here: keeps a bare import of the app light
-
-    if MODEL_KEY in msg.content.array_records:
+    if wire.MODEL_RECORD in msg.content.array_records:
         net = fresh_network(config.evaluation.model, data.images.shape[1:], data.num_classes, device=device, seed=0)
-        net.load_state_dict(msg.content.array_records[MODEL_KEY].to_torch_state_dict())
+        net.load_state_dict(msg.content.array_records[wire.MODEL_RECORD].to_torch_state_dict())
         condense_cfg = dataclasses.replace(
             config.condense,
             feature_map="mixed-embedding",
@@ -78,18 +68,18 @@ def condense_reply(
     started = time.perf_counter()
     synthetic = condense(data, config, device=device, progress=False)
     seconds = time.perf_counter() - started
-    record = synthetic.to_array_record()
+    record = wire.to_array_record(synthetic)
     metrics = MetricRecord({
-        "num-examples": len(data),
-        "num-synthetic": len(synthetic),
-        "condense-seconds": round(seconds, 3),
-        "upload-bytes": array_record_bytes(record),
-        "partition-id": partition_id,
+        wire.NUM_EXAMPLES: len(data),
+        wire.NUM_SYNTHETIC: len(synthetic),
+        wire.CONDENSE_SECONDS: round(seconds, 3),
+        wire.UPLOAD_BYTES: wire.array_record_bytes(record),
+        wire.PARTITION_ID: partition_id,
     })  # fmt: skip
     privacy = synthetic.metadata.get("privacy") or {}
     if privacy.get("epsilon") is not None:  # a private release: the server records its guarantee per client
-        metrics["epsilon"], metrics["delta"] = float(privacy["epsilon"]), float(privacy["delta"])
-    return RecordDict({SET_KEY: record, METRICS_KEY: metrics})
+        metrics[wire.EPSILON], metrics[wire.DELTA] = float(privacy["epsilon"]), float(privacy["delta"])
+    return RecordDict({wire.SET_RECORD: record, wire.METRICS_RECORD: metrics})
 
 
 def fit_reply(
@@ -97,10 +87,10 @@ def fit_reply(
 ) -> RecordDict:
     """Train the global model locally for ``federated.local_epochs`` epochs (FedProx's term if asked)."""
     f = config.federated
-    if "arrays" not in msg.content.array_records:
-        raise ConfigError("a fit message must carry the global model as ArrayRecord 'arrays'")
+    if wire.ARRAYS_RECORD not in msg.content.array_records:
+        raise ConfigError(f"a fit message must carry the global model as ArrayRecord {wire.ARRAYS_RECORD!r}")
     net = fresh_network(config.evaluation.model, data.images.shape[1:], data.num_classes, device=device, seed=0)
-    net.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
+    net.load_state_dict(msg.content.array_records[wire.ARRAYS_RECORD].to_torch_state_dict())
     local = dataclasses.replace(
         config.evaluation,
         epochs=f.local_epochs,
@@ -109,30 +99,32 @@ def fit_reply(
         weight_decay=f.local_weight_decay,
         batch_size=f.local_batch_size,
     )
-    mu = float(settings.get("proximal-mu", 0.0))
-    server_round = int(settings.get("server-round", 0))
+    mu = float(settings.get(wire.PROXIMAL_MU_KEY, 0.0))
+    server_round = int(settings.get(wire.SERVER_ROUND_KEY, 0))
     started = time.perf_counter()
     fit(net, data.images, data.labels, cfg=local, dsa_strategy=None, device=device,
         seed=config.seed * 1_000_003 + partition_id * 1_009 + server_round, decay=False, proximal_mu=mu)  # fmt: skip
     arrays = ArrayRecord({k: v.detach().cpu() for k, v in net.state_dict().items()})
     metrics = MetricRecord({
-        "num-examples": len(data),
-        "train-seconds": round(time.perf_counter() - started, 3),
-        "upload-bytes": array_record_bytes(arrays),
+        wire.NUM_EXAMPLES: len(data),
+        wire.TRAIN_SECONDS: round(time.perf_counter() - started, 3),
+        wire.UPLOAD_BYTES: wire.array_record_bytes(arrays),
     })  # fmt: skip
-    return RecordDict({"arrays": arrays, METRICS_KEY: metrics})
+    return RecordDict({wire.ARRAYS_RECORD: arrays, wire.METRICS_RECORD: metrics})
 
 
 def _message_config(msg: Message) -> ConfigRecord:
-    settings = msg.content.config_records.get("config")
-    if settings is None or not isinstance(settings.get(CONFIG_KEY), str):
-        raise ConfigError(f"train message has no ConfigRecord 'config' with the experiment config {CONFIG_KEY!r}")
+    settings = msg.content.config_records.get(wire.CONFIG_RECORD)
+    if settings is None or not isinstance(settings.get(wire.CONFIG_KEY), str):
+        raise ConfigError(
+            f"train message has no ConfigRecord {wire.CONFIG_RECORD!r} with the experiment config {wire.CONFIG_KEY!r}"
+        )
     return settings
 
 
 def _client_config(settings: ConfigRecord, context: Context) -> Config:
     """The server's config, validated, with this node's ``data-root`` if it sets one."""
-    data = yaml.safe_load(settings[CONFIG_KEY])
+    data = yaml.safe_load(settings[wire.CONFIG_KEY])
     if not isinstance(data, dict):
         raise ConfigError("the experiment config in the message is not a mapping")
     root = context.node_config.get("data-root")
@@ -165,6 +157,4 @@ def _partition(config_yaml: str, partition_id: int) -> ImageDataset:
 
 @functools.lru_cache(maxsize=2)
 def _train_split(dataset_yaml: str) -> ImageDataset:
-    from fedcond.config import DatasetConfig
-
     return load_dataset(DatasetConfig(**yaml.safe_load(dataset_yaml))).train

@@ -12,16 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flwr.app import ArrayRecord, Message, RecordDict
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
+
+from fedcond.federated.wire import SERVER_ROUND_KEY, array_record_bytes
 
 
 def record_bytes(content: RecordDict) -> int:
     """Bytes of all arrays in ``content``."""
-    return sum(len(array.data) for record in content.array_records.values() for array in record.values())
-
-
-def array_record_bytes(record: ArrayRecord) -> int:
-    return sum(len(array.data) for array in record.values())
+    return sum(array_record_bytes(record) for record in content.array_records.values())
 
 
 @dataclass
@@ -41,7 +40,7 @@ class MeteredGrid:
     the ``config`` record of every message; messages without one count towards round 0.
     """
 
-    def __init__(self, grid: Any) -> None:
+    def __init__(self, grid: Grid) -> None:
         self._grid = grid
         self.rounds: dict[int, RoundTraffic] = {}
 
@@ -80,7 +79,7 @@ class MeteredGrid:
 
 def _server_round(content: RecordDict) -> int:
     for record in content.config_records.values():
-        value = record.get("server-round")
+        value = record.get(SERVER_ROUND_KEY)
         if isinstance(value, int):
             return value
     return 0

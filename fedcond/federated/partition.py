@@ -7,15 +7,21 @@ client's images. Every client computes the same split from the same config and s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from fedcond.config import FederatedConfig
 from fedcond.data.base import ImageDataset
 from fedcond.errors import ConfigError, DataError
+from fedcond.federated.config import FederatedConfig
+
+if TYPE_CHECKING:
+    from flwr_datasets.partitioner import Partitioner
 
 
-def build_partitioner(cfg: FederatedConfig, seed: int):  # -> flwr_datasets.partitioner.Partitioner
+def build_partitioner(cfg: FederatedConfig, seed: int) -> Partitioner:
     """The flwr-datasets partitioner that ``cfg.partitioner`` names, over the column ``label``."""
+    # Imported here: flwr-datasets loads Hugging Face datasets, seconds the ClientApp's import need not pay.
     from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, PathologicalPartitioner
 
     if cfg.partitioner == "iid":

@@ -20,6 +20,7 @@ from typing import Any
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Result
 
 from fedcond.config import Config
 from fedcond.data import load_dataset
@@ -27,6 +28,9 @@ from fedcond.device import resolve_device
 from fedcond.federated.metering import MeteredGrid
 from fedcond.federated.plot import plot_accuracy_vs_upload
 from fedcond.report import peak_memory_mb, write_results
+from strategies import STRATEGIES
+from strategies.context import ServerContext
+from strategies.uploads import UploadLog
 
 RESULTS_COMMAND = "federate"
 PLOT_FILE = "accuracy_vs_upload.png"
@@ -38,9 +42,6 @@ def run_federation(grid: Grid, config: Config, out: Path, *, run_id: str | None 
     ``run_id`` (a fresh one when None) is recorded so a caller can tell this run's results from
     an earlier run's in the same folder, which are only replaced once a strategy has finished.
     """
-    from strategies import STRATEGIES
-    from strategies.context import ServerContext
-
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     context = ServerContext(config, load_dataset(config.dataset).test, device)
@@ -80,7 +81,7 @@ def run_federation(grid: Grid, config: Config, out: Path, *, run_id: str | None 
             train_config=plan.train_config,
             evaluate_fn=evaluate,
         )
-        results["strategies"][name] = _strategy_results(plan.num_rounds, accuracies, metered, plan.strategy, result)
+        results["strategies"][name] = _strategy_results(plan.num_rounds, accuracies, metered, plan.uploads, result)
         results["strategies"][name]["seconds"] = round(time.perf_counter() - started, 3)
         results["peak_memory_mb"] = peak_memory_mb(device)
         write_results(out, RESULTS_COMMAND, results)
@@ -95,7 +96,7 @@ def run_federation(grid: Grid, config: Config, out: Path, *, run_id: str | None 
 
 
 def _strategy_results(
-    num_rounds: int, accuracies: dict[int, float], metered: MeteredGrid, strategy: Any, result: Any
+    num_rounds: int, accuracies: dict[int, float], metered: MeteredGrid, uploads: UploadLog | None, result: Result
 ) -> dict[str, Any]:
     rounds = []
     for r in range(1, num_rounds + 1):
@@ -114,11 +115,10 @@ def _strategy_results(
         "final_accuracy": accuracies.get(num_rounds),
         "total_upload_bytes": sum(t.upload_bytes for t in metered.rounds.values()),
         "total_download_bytes": sum(t.download_bytes for t in metered.rounds.values()),
-        "rejected_clients": list(getattr(strategy, "rejected", [])),
+        "rejected_clients": list(uploads.rejected) if uploads is not None else [],
         "failed_clients": failed,
         "train_metrics": client_metrics,
-        "condense_rounds": {str(r): info for r, info in getattr(strategy, "round_info", {}).items()}
-        or {str(r): info for r, info in getattr(getattr(strategy, "warm", None), "round_info", {}).items()},
+        "condense_rounds": {str(r): info for r, info in uploads.rounds.items()} if uploads is not None else {},
     }
 
 

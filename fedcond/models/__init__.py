@@ -5,7 +5,14 @@ Importing this package registers the built-in networks; a user network registers
 keyword arguments ``channels``, ``num_classes``, ``image_size`` and its own options.
 """
 
-from fedcond.models.base import MODELS, ImageClassifier, batch_independent, build_model, register_model
+from fedcond.models.base import (
+    MODELS,
+    ImageClassifier,
+    batch_independent,
+    build_model,
+    check_model_options,
+    register_model,
+)
 from fedcond.models.convnet import ConvNet
 from fedcond.models.lenet import LeNet
 from fedcond.models.mlp import MLP
@@ -20,5 +27,6 @@ __all__ = [
     "ResNet18",
     "batch_independent",
     "build_model",
+    "check_model_options",
     "register_model",
 ]

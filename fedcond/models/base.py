@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import abc
-import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
 from fedcond.errors import ConfigError
 from fedcond.registry import Registry
+from fedcond.values import InvalidOption, UnknownOption, bind_options
 
 
 class ImageClassifier(nn.Module, abc.ABC):
@@ -51,25 +51,42 @@ register_model = MODELS.register
 _COMMON_ARGS = ("channels", "num_classes", "image_size")
 
 
+def check_model_options(name: str, options: Mapping[str, object]) -> dict[str, object]:
+    """``options`` of model ``name`` checked against its factory's signature, values coerced.
+
+    No network is built: a config is checked without allocating anything. Raises
+    :class:`ConfigError` for an unknown model, an unknown option or a value of the wrong type.
+    """
+    factory = MODELS.get(name)
+    try:
+        return bind_options(factory, options, exclude=_COMMON_ARGS)
+    except UnknownOption as exc:
+        unknown = sorted(set(options) - set(exc.accepted))
+        allowed = ", ".join(exc.accepted) or "none"
+        raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}; options: {allowed}") from None
+    except InvalidOption as exc:
+        raise ConfigError(f"model {name!r}: option {exc.name!r} must be {exc.expected}; got {exc.value!r}") from None
+
+
 def build_model(
     name: str, *, channels: int, num_classes: int, image_size: tuple[int, int], **kwargs: object
 ) -> ImageClassifier:
     """A freshly initialised network ``name`` for ``channels``-channel images of ``image_size``.
 
-    ``kwargs`` are the model's options (e.g. ``width`` for ``convnet``); they usually come from a
-    config file, so an unknown option is a :class:`ConfigError` rather than a ``TypeError``.
+    Parameters
+    ----------
+    name
+        A registered model (``convnet``, ``lenet``, ``mlp``, ``resnet18`` or your own).
+    channels, num_classes, image_size
+        What the network is built for.
+    **kwargs
+        The model's options (e.g. ``width`` for ``convnet``); they usually come from a config
+        file, so an unknown option is a :class:`ConfigError` rather than a ``TypeError``.
     """
-    factory = MODELS.get(name)
+    options = check_model_options(name, kwargs)
     if channels < 1 or num_classes < 1:
         raise ConfigError(f"model {name!r} needs channels >= 1 and num_classes >= 1")
     height, width = image_size
     if height < 1 or width < 1:
         raise ConfigError(f"model {name!r} needs a positive image size, got {tuple(image_size)}")
-    parameters = inspect.signature(factory).parameters.values()
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    options = [p.name for p in parameters if p.kind in named and p.name not in _COMMON_ARGS]
-    unknown = sorted(set(kwargs) - set(options))
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in parameters):
-        allowed = ", ".join(options) or "none"
-        raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}; options: {allowed}")
-    return factory(channels=channels, num_classes=num_classes, image_size=(height, width), **kwargs)
+    return MODELS.get(name)(channels=channels, num_classes=num_classes, image_size=(height, width), **options)

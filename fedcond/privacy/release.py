@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from fedcond.augment import apply_dsa, sample_dsa_params
-from fedcond.condense.pool import RealStatisticsPool, network_seed
+from fedcond.condense.targets.pool import RealStatisticsPool, network_seed
 from fedcond.features import FeatureMap, embed_in_chunks
+from fedcond.privacy.accounting import calibrate_noise, epsilon_spent
 
 if TYPE_CHECKING:
     from fedcond.config import Config
@@ -174,8 +175,6 @@ def plan_release(config: "Config", population: int) -> PrivateRelease:
     (the sampling in :class:`PrivateIterationStatistics` keeps each sample with that probability);
     the one-off release is over every sample, without amplification.
     """
-    from fedcond.privacy.accounting import calibrate_noise, epsilon_spent
-
     p = config.privacy
     if p.mode == "once":
         releases, sample_size, accounted = 1, 1, 1

@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------- commands
 def cmd_federate(args: argparse.Namespace, config: Config, out: Path) -> None:
     from fedcond.data import load_dataset
-    from fedcond.federated.simulation import simulate
+    from fedcond.apps.federate import simulate
     from fedcond.report import print_table
 
     load_dataset(config.dataset)  # a missing dataset fails here, in one line, before Ray starts
@@ -138,7 +138,7 @@ def cmd_audit(args: argparse.Namespace, config: Config, out: Path) -> None:
 
 
 def cmd_continual(args: argparse.Namespace, config: Config, out: Path) -> None:
-    from fedcond.continual.runner import PLOT_FILE, run_continual
+    from fedcond.apps.continual import PLOT_FILE, run_continual
     from fedcond.report import print_table
 
     results = run_continual(config, out)

@@ -1,4 +1,4 @@
-"""Cached real-side statistics: a fixed pool of random networks and what each sees of the real data.
+"""``pool``: cached real-side statistics of a fixed pool of random networks and what each sees of the real data.
 
 The reference DM loop embeds ``batch_real`` real images per class with a fresh network every
 iteration, and that real-side forward costs ~90% of an iteration. A pool draws ``networks``
@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from fedcond.augment import DSAParams, apply_dsa, sample_dsa_params
+from fedcond.condense.targets.base import RealSide, RealTarget, register_real_target
 from fedcond.discrepancies import summarise_real
 from fedcond.features import FeatureMap, embed_in_chunks
 
@@ -114,3 +115,35 @@ class RealStatisticsPool:
 
     def memory_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for per_net in self.features for t in per_net)
+
+
+@register_real_target("pool")
+class PoolTarget(RealTarget):
+    """Matches against a :class:`RealStatisticsPool` of ``condense.pool_networks`` entries: each
+    iteration draws an entry, re-creates its network and returns its cached real features."""
+
+    def prepare(self, classes: list[int]) -> None:
+        super().prepare(classes)
+        self.pool = self.build_pool()
+        self.seconds = self.pool.seconds
+
+    def build_pool(self) -> RealStatisticsPool:
+        """Embed the pool's real statistics (subclasses release them differently)."""
+        real, c = self.real, self.real.config.condense
+        return RealStatisticsPool.build(
+            real.feature_map, c.discrepancy, real.images, [real.per_class[k] for k in self.classes], self.classes,
+            real.num_classes, networks=c.pool_networks, batch_real=c.batch_real, dsa_strategy=real.dsa_strategy,
+            dsa_mode=c.dsa_mode, seed=real.config.seed, progress=real.progress,
+        )  # fmt: skip
+
+    def draw(self, generator: torch.Generator) -> RealSide:
+        entry = self.pool.draw(generator)
+        self.pool.activate(entry, self.real.feature_map)
+        return RealSide(self.pool.features[entry], self.pool.augmentations[entry], self.synthetic_bound())
+
+    def synthetic_bound(self) -> float | None:
+        """The norm the synthetic embeddings are clipped to (None: not clipped)."""
+        return None
+
+    def metadata(self) -> dict[str, int]:
+        return {"pool_networks": len(self.pool)}

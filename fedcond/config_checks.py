@@ -1,0 +1,80 @@
+"""The engine's checks of a config: the root keys and the ``dataset``, ``condense`` and ``evaluation`` sections.
+
+Names are looked up in the registries (datasets, condensation methods, feature maps,
+discrepancies, models, DSA operations) and options are checked against the components'
+signatures; nothing is built, allocated or switched on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fedcond.augment import DSA_MODES, validate_strategy
+from fedcond.condense import CONDENSE_METHODS
+from fedcond.data import DATASETS
+from fedcond.device import check_device
+from fedcond.errors import check, check_choice
+from fedcond.discrepancies import DISCREPANCIES, build_discrepancy, discrepancy_accepts
+from fedcond.features import FEATURE_MAPS, check_feature_params, feature_kind
+from fedcond.models import MODELS, check_model_options
+
+if TYPE_CHECKING:
+    from fedcond.config import Config
+
+
+def validate_engine(config: Config) -> None:
+    """Raise :class:`~fedcond.errors.ConfigError` for the first problem in the engine's part of ``config``."""
+    check_device(config.device)
+    DATASETS.get(config.dataset.name)
+    check(0 < config.dataset.test_fraction < 1, "dataset.test_fraction must be in (0, 1)")
+    _validate_condense(config)
+    _validate_evaluation(config)
+
+
+def _validate_condense(config: Config) -> None:
+    c = config.condense
+    CONDENSE_METHODS.get(c.method)
+    FEATURE_MAPS.get(c.feature_map)
+    DISCREPANCIES.get(c.discrepancy)
+    MODELS.get(c.model)
+    check(isinstance(c.model_params, dict), "condense.model_params must be a mapping of model options")
+    check_model_options(c.model, c.model_params)
+    check(c.ipc >= 1, "condense.ipc must be at least 1")
+    check(c.iterations >= 0, "condense.iterations must be >= 0")
+    check(c.batch_real >= 1, "condense.batch_real must be at least 1")
+    check(c.lr_images > 0, "condense.lr_images must be > 0")
+    check(c.lr_labels > 0, "condense.lr_labels must be > 0")
+    check(0 <= c.momentum < 1, "condense.momentum must be in [0, 1)")
+    check(c.checkpoint_every >= 0, "condense.checkpoint_every must be >= 0")
+    check(c.pool_networks >= 0, "condense.pool_networks must be >= 0")
+    check(c.factor >= 1, "condense.factor must be at least 1")
+    check_choice("condense.init", c.init, ("real", "noise"))
+    check_choice("condense.optimizer", c.optimizer, ("sgd", "adam"))
+    check_choice("condense.dsa_mode", c.dsa_mode, DSA_MODES)
+    validate_strategy(c.dsa_strategy)
+    build_discrepancy(c.discrepancy, **c.discrepancy_params)  # checks the parameters; builds nothing heavy
+    check_feature_params(c.feature_map, c.feature_params)
+    kind, accepts = feature_kind(c.feature_map), discrepancy_accepts(c.discrepancy)
+    check(
+        kind == accepts,
+        f"discrepancy {c.discrepancy!r} compares {accepts} but feature map {c.feature_map!r} "
+        f"produces {kind}; pick a matching pair",
+    )
+    check(
+        not c.pool_networks or kind == "embedding",
+        f"condense.pool_networks caches embeddings; feature map {c.feature_map!r} produces {kind}",
+    )
+    check(
+        not c.soft_labels or kind == "gradients",
+        "condense.soft_labels needs a feature map whose features depend on the labels (gradients)",
+    )
+
+
+def _validate_evaluation(config: Config) -> None:
+    e = config.evaluation
+    for name in [e.model, *e.cross_models]:
+        MODELS.get(name)
+    check(e.runs >= 1, "evaluation.runs must be at least 1")
+    check(e.epochs >= 1, "evaluation.epochs must be at least 1")
+    check(e.lr > 0 and e.batch_size >= 1, "evaluation.lr must be > 0 and evaluation.batch_size >= 1")
+    check(e.weight_decay >= 0 and 0 <= e.momentum < 1, "evaluation.weight_decay >= 0, momentum in [0, 1)")

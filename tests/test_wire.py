@@ -1,0 +1,167 @@
+"""The Flower wire form of a synthetic set: round trips, Flower's own serialisation, hostile records."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord
+
+from fedcond.federated.wire import array_record_bytes, from_array_record, to_array_record
+from fedcond.synthetic import default_metadata
+from sets import assert_one_line, make_set, rejects
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_array_record_round_trip(soft: bool) -> None:
+    synthetic = make_set(soft=soft)
+    record = to_array_record(synthetic)
+    assert isinstance(record, ArrayRecord) and set(record.keys()) == {"images", "labels"}
+    assert record["images"].numpy().dtype == np.float32
+    received = from_array_record(
+        record, num_classes=3, max_per_class=2, image_shape=(3, 8, 8)
+    )
+    assert torch.equal(received.images, synthetic.images)
+    assert torch.equal(received.labels, synthetic.labels)
+    assert received.metadata == default_metadata()
+    custom = from_array_record(record, num_classes=3, metadata={"client": 7})
+    assert custom.metadata == {"client": 7}
+
+
+def test_array_record_survives_flower_serialisation() -> None:
+    record = to_array_record(make_set())
+    rebuilt = ArrayRecord(
+        {name: Array.inflate(array.deflate(), dict(array.slice_array())) for name, array in record.items()}
+    )
+    received = from_array_record(rebuilt, num_classes=3)
+    assert torch.equal(received.images, make_set().images)
+
+
+def _record(images: np.ndarray | Array, labels: np.ndarray | Array, **extra: np.ndarray) -> ArrayRecord:
+    arrays = {"images": images, "labels": labels, **extra}
+    return ArrayRecord(
+        {name: value if isinstance(value, Array) else Array(value) for name, value in arrays.items()}
+    )
+
+
+def _forged(declared: str, shape: tuple[int, ...], descr: str, data: bytes) -> Array:
+    """An Array declaring ``declared``/``shape`` whose .npy header says ``descr``/``shape``."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return Array(dtype=declared, shape=shape, stype="numpy.ndarray", data=buffer.getvalue() + data)
+
+
+def _hostile_records() -> list[object]:
+    good = make_set()
+    images, labels = good.images.numpy(), good.labels.numpy()
+    nan_images = images.copy()
+    nan_images[0, 0, 0, 0] = np.nan
+    crowded = labels.copy()
+    crowded[:3] = 0
+    huge_shape = (2**40, 3, 8, 8)
+    object_labels = pickle.dumps(list(labels))
+    return [
+        pytest.param(_record(nan_images, labels), "images contain 1 non-finite", id="NaN images"),
+        pytest.param(
+            _record(images, labels, payload=labels),
+            "exactly the arrays 'images' and 'labels', got 'images', 'labels', 'payload'",
+            id="extra key",
+        ),
+        pytest.param(ArrayRecord({"images": Array(images)}), "got 'images'$", id="missing key"),
+        pytest.param(
+            _record(images, labels + 1),
+            r"\[0, 3\), got values from 1 to 3",
+            id="labels out of range",
+        ),
+        pytest.param(
+            _record(images, crowded),
+            "class 0 has 3 images, more than max_per_class=2",
+            id="too many per class",
+        ),
+        pytest.param(
+            _record(images.astype(np.float64), labels),
+            "'images' has dtype 'float64', expected float32",
+            id="float64 images",
+        ),
+        pytest.param(
+            _record(images, labels.astype(np.int32)),
+            "'labels' has dtype 'int32', expected int64 or float32",
+            id="int32 labels",
+        ),
+        pytest.param(
+            _record(images, _forged("object", (6,), "|O", object_labels)),
+            "'labels' has dtype 'object'",
+            id="object labels",
+        ),
+        pytest.param(
+            _record(images, _forged("int64", (6,), "|O", object_labels)),
+            r"declares int64 \(6,\) but holds dtype\('O'\)",
+            id="disguised object labels",
+        ),
+        pytest.param(
+            _record(images[:, :1], labels), "images are 1x8x8 but 3x8x8 expected", id="wrong shape"
+        ),
+        pytest.param(
+            _record(_forged("float32", huge_shape, "<f4", b"\0" * 64), labels),
+            f"holds {2**40 * 192} values, more than the limit",
+            id="huge header",
+        ),
+        pytest.param(
+            _record(_forged("float32", (6, 3, 8, 8), "<f8", b"\0" * 6 * 192 * 8), labels),
+            r"declares float32 .* but holds dtype\('float64'\)",
+            id="dtype liar",
+        ),
+        pytest.param(
+            _record(_forged("float32", (6, 3, 8, 8), "<f4", b"\0" * 100), labels),
+            "has 100 data bytes but its shape needs 4608",
+            id="short data",
+        ),
+        pytest.param(
+            _record(Array("float32", (6, 3, 8, 8), "numpy.ndarray", b"not numpy"), labels),
+            "'images' is not a valid .npy payload",
+            id="garbage",
+        ),
+        pytest.param(
+            _record(Array("float32", (6, 3, 8, 8), "pickle", pickle.dumps(images)), labels),
+            "'images' has serialisation 'pickle'",
+            id="pickle stype",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("record", "match"), _hostile_records())
+def test_from_array_record_rejects_hostile_records(record: ArrayRecord, match: str) -> None:
+    with rejects(match) as err:
+        from_array_record(record, num_classes=3, max_per_class=2, image_shape=(3, 8, 8))
+    assert_one_line(err)
+
+
+def test_from_array_record_rejects_non_records() -> None:
+    with rejects("expected an ArrayRecord, got dict"):
+        from_array_record({"images": 1}, num_classes=3)  # type: ignore[arg-type]
+
+
+def test_to_array_record_refuses_invalid_set() -> None:
+    synthetic = make_set()
+    synthetic.images[0, 0, 0, 0] = float("inf")
+    with rejects("1 non-finite"):
+        to_array_record(synthetic)
+
+
+def test_from_array_record_accepts_fortran_order() -> None:
+    good = make_set()
+    record = _record(np.asfortranarray(good.images.numpy()), good.labels.numpy())
+    received = from_array_record(record, num_classes=3)
+    assert torch.equal(received.images, good.images) and received.images.is_contiguous()
+
+
+
+
+def test_record_bytes_count_the_arrays_payloads() -> None:
+    synthetic = make_set()
+    record = to_array_record(synthetic)
+    payload = synthetic.images.numel() * 4 + synthetic.labels.numel() * 8
+    assert payload < array_record_bytes(record) < payload + 2 * 256  # plus two .npy headers
