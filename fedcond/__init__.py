@@ -7,14 +7,14 @@ models, datasets and condensation methods are registries: a config names any of 
 
 __version__ = "0.1.0"
 
-from fedcond.config import Config  # noqa: E402
-from fedcond.synthetic import SyntheticSet  # noqa: E402
-from fedcond.data import load_dataset  # noqa: E402
 from fedcond.condense import condense, register_condense_method  # noqa: E402
+from fedcond.config import Config  # noqa: E402
+from fedcond.data import load_dataset  # noqa: E402
 from fedcond.discrepancies import register_discrepancy  # noqa: E402
+from fedcond.evaluation import evaluate_synthetic  # noqa: E402
 from fedcond.features import register_feature_map  # noqa: E402
 from fedcond.models import register_model  # noqa: E402
-from fedcond.evaluation import evaluate_synthetic  # noqa: E402
+from fedcond.synthetic import SyntheticSet  # noqa: E402
 
 __all__ = [
     "Config",

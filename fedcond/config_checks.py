@@ -13,8 +13,8 @@ from fedcond.augment import DSA_MODES, validate_strategy
 from fedcond.condense import CONDENSE_METHODS
 from fedcond.data import DATASETS
 from fedcond.device import check_device
-from fedcond.errors import check, check_choice
 from fedcond.discrepancies import DISCREPANCIES, build_discrepancy, discrepancy_accepts
+from fedcond.errors import check, check_choice
 from fedcond.features import FEATURE_MAPS, check_feature_params, feature_kind
 from fedcond.models import MODELS, check_model_options
 

@@ -27,7 +27,9 @@ from fedcond.data.base import ImageDataset
 from fedcond.device import autocast, chunk_size, resolve_device
 from fedcond.errors import DataError
 from fedcond.models import batch_independent, build_model
+from fedcond.seeds import derive_seed
 from fedcond.synthetic import SyntheticSet
+
 
 @dataclass
 class EvaluationResult:
@@ -47,7 +49,7 @@ class EvaluationResult:
 
 def run_seed(seed: int, run: int) -> int:
     """The seed of evaluation run ``run``: the same for every set evaluated under ``seed``."""
-    return seed * 7_919 + run + 104_729
+    return derive_seed(seed, "evaluation-run", run)
 
 
 def train_network(

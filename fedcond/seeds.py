@@ -20,7 +20,7 @@ import json
 SEED_BITS = 63
 
 
-def derive_seed(seed: int, name: str, *parts: int | str) -> int:
+def derive_seed(seed: int, name: str, *parts: int | str, bits: int = SEED_BITS) -> int:
     """The seed of the part ``name`` (with ``parts``, e.g. an index) of the run seeded ``seed``.
 
     Parameters
@@ -32,9 +32,13 @@ def derive_seed(seed: int, name: str, *parts: int | str) -> int:
         ``"client-fit"``, ``"memory-update"``, ``"private-release"``, ...
     *parts
         Integers or strings that tell instances apart (an iteration, a client and a round).
+    bits
+        Width of the seed (32 for libraries that take a 32-bit seed, such as scikit-learn).
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     key = json.dumps([seed, name, *parts], separators=(",", ":"))
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=b"fedcond-seed").digest()
-    return int.from_bytes(digest, "big") >> (64 - SEED_BITS)
+    if not 1 <= bits <= SEED_BITS:
+        raise ValueError(f"bits must be in [1, {SEED_BITS}], got {bits}")
+    return int.from_bytes(digest, "big") >> (64 - bits)

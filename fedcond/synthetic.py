@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-import numpy as np
 import torch
 
 from fedcond.errors import SyntheticSetError

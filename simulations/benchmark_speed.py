@@ -37,7 +37,6 @@ import torch.nn.functional as F
 
 from fedcond import Config, condense, evaluate_synthetic, load_dataset
 from fedcond.augment import apply_dsa, dsa, sample_dsa_params
-from fedcond.condense.common import iteration_seed
 from fedcond.data import ImageDataset, dataset_availability
 from fedcond.device import resolve_device
 from fedcond.errors import FedcondError
@@ -45,6 +44,7 @@ from fedcond.evaluation import run_seed
 from fedcond.io import atomic_write_json
 from fedcond.models import build_model
 from fedcond.report import peak_memory_mb
+from fedcond.seeds import derive_seed
 from simulations.reporting import machine, measured_header, replace_readme_block
 
 README_START = "<!-- benchmark-speed:start -->"
@@ -153,7 +153,7 @@ class ReferenceCondense:
 
 def initial_synthetic(data: ImageDataset, settings: Settings) -> tuple[torch.Tensor, list[slice]]:
     """``ipc`` random real images per class (fewer if a class has fewer), and each class's slice."""
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(derive_seed(settings.seed, "real-selection"))  # the engine's draw
     chosen, slices, start = [], [], 0
     for idx in class_indices(data):
         pick = idx[torch.randperm(len(idx), generator=generator)[: settings.ipc]]
@@ -178,7 +178,7 @@ def reference_condense(
         if iteration == settings.warmup_iterations:
             _sync(device)
             started = time.perf_counter()
-        seed = iteration_seed(settings.seed, iteration)
+        seed = derive_seed(settings.seed, "iteration", iteration)
         loss = reference_dm_loss(images, slices, real_images, real_per_class, settings, seed)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -4,8 +4,7 @@ Importing the package registers ``fedcondense``, ``fedcondense-iterative``, ``hy
 ``fedavg`` and ``fedprox`` in :data:`STRATEGIES`.
 """
 
-from strategies.registry import STRATEGIES, Plan, register_strategy
-
 from strategies import baselines, fedcondense  # noqa: E402,F401  (registers the strategies)
+from strategies.registry import STRATEGIES, Plan, register_strategy
 
 __all__ = ["STRATEGIES", "Plan", "register_strategy"]

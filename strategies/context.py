@@ -13,6 +13,7 @@ from fedcond.config import Config, EvaluationConfig
 from fedcond.data.base import ImageDataset
 from fedcond.evaluation import fit, fresh_network, test_accuracy
 from fedcond.federated import wire
+from fedcond.seeds import derive_seed
 from fedcond.synthetic import SyntheticSet
 from strategies.uploads import UploadSpec
 
@@ -54,7 +55,7 @@ class ServerContext:
         """The global model architecture, with ``arrays`` loaded (fresh under the seed when None)."""
         net = fresh_network(
             self.config.evaluation.model, self.test.images.shape[1:], self.test.num_classes,
-            device=self.device, seed=self.config.seed,
+            device=self.device, seed=derive_seed(self.config.seed, "global-model"),
         )  # fmt: skip
         if arrays is not None:
             net.load_state_dict(arrays.to_torch_state_dict())

@@ -21,6 +21,7 @@ from flwr.serverapp.strategy.strategy_utils import sample_nodes
 
 from fedcond.errors import SyntheticSetError
 from fedcond.federated import wire
+from fedcond.seeds import derive_seed
 from fedcond.synthetic import SyntheticSet, merge_synthetic_sets
 from strategies.context import ServerContext
 from strategies.defence import screen
@@ -101,7 +102,8 @@ class FedCondense(Strategy):
                 self._reject(server_round, node, partition, f"invalid upload: {exc}")
         scores = None
         if self.context.config.federated.defence and sets:
-            screening = screen(sets, self.context.config.federated.defence_ratio, seed=self.context.config.seed)
+            seed = derive_seed(self.context.config.seed, "defence", server_round, bits=32)
+            screening = screen(sets, self.context.config.federated.defence_ratio, seed=seed)
             scores = screening.scores
             for i in screening.dropped:
                 self._reject(server_round, *senders[i],
@@ -115,7 +117,7 @@ class FedCondense(Strategy):
         return arrays, MetricRecord({"accepted-sets": len(sets), "synthetic-images": sum(len(s) for s in sets)})
 
     def _update(self, server_round: int, sets: list[SyntheticSet]) -> ArrayRecord:
-        f, seed = self.context.config.federated, self.context.config.seed + server_round
+        f, seed = self.context.config.federated, derive_seed(self.context.config.seed, "server-training", server_round)
         if self.send_model and self.server_update == "finetune" and server_round > 1:
             return self.context.train_on(merge_synthetic_sets(sets), start=self._current, epochs=f.finetune_epochs, seed=seed)
         self._all_sets.extend(sets)

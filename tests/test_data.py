@@ -19,14 +19,17 @@ from fedcond.data import (
     DATASETS,
     DatasetSplits,
     ImageDataset,
+    cifar,
     dataset_availability,
     denormalise,
     load_dataset,
+    mnist,
     normalise,
+    paths,
     register_dataset,
+    registry,
     stratified_split,
 )
-from fedcond.data import cifar, mnist, paths, registry
 from fedcond.errors import ConfigError, DataError, DatasetUnavailableError
 
 IDX_STEMS = {

@@ -13,6 +13,7 @@ from torch import nn
 from fedcond.discrepancies import (
     DISCREPANCIES,
     Positive,
+    base,
     build_discrepancy,
     discrepancy_accepts,
     gradient_matching,
@@ -22,7 +23,6 @@ from fedcond.discrepancies import (
     register_discrepancy,
     sliced_wasserstein,
 )
-from fedcond.discrepancies import base
 from fedcond.errors import ConfigError
 
 EMBEDDING = ["mmd-linear", "mmd-gaussian", "sliced-wasserstein", "moments"]

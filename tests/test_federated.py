@@ -15,12 +15,12 @@ from fedcond.config import Config
 from fedcond.data import load_dataset
 from fedcond.errors import ConfigError, DataError, SyntheticSetError
 from fedcond.evaluation import fit, fresh_network
+from fedcond.features import FeatureContext, build_feature_map
 from fedcond.federated import client_app
 from fedcond.federated.config import FederatedConfig
 from fedcond.federated.metering import MeteredGrid, record_bytes
 from fedcond.federated.partition import client_partition, partition_indices
 from fedcond.federated.wire import to_array_record
-from fedcond.features import FeatureContext, build_feature_map
 from fedcond.synthetic import SyntheticSet
 from strategies import STRATEGIES
 from strategies.context import ServerContext

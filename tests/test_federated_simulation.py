@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from fedcond.apps.cli import main
-from fedcond.config import Config
 from fedcond.apps.federate import simulate
+from fedcond.config import Config
 from simulations.attacks import attacked_client_app
 
 TINY = [

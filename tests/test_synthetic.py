@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
@@ -16,7 +15,6 @@ import torch
 from PIL import Image
 
 from fedcond import io as fio
-from fedcond.errors import SyntheticSetError
 from fedcond.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from fedcond.synthetic import (
     FORMAT_VERSION,

@@ -103,8 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- commands
 def cmd_federate(args: argparse.Namespace, config: Config, out: Path) -> None:
-    from fedcond.data import load_dataset
     from fedcond.apps.federate import simulate
+    from fedcond.data import load_dataset
     from fedcond.report import print_table
 
     load_dataset(config.dataset)  # a missing dataset fails here, in one line, before Ray starts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,11 +20,6 @@ def class_quotas(per_class: list[torch.Tensor], ipc: int) -> list[int]:
     source would only repeat it, so absent classes get no images at all.
     """
     return [min(ipc, len(idx)) for idx in per_class]
-
-
-def iteration_seed(seed: int, iteration: int) -> int:
-    """A seed for one iteration, so any iteration can be replayed (and resumed) on its own."""
-    return (seed * 1_000_003 + iteration * 7_919 + 17) % (2**63 - 1)
 
 
 def select_real(per_class: list[torch.Tensor], quotas: list[int], generator: torch.Generator) -> torch.Tensor:

@@ -7,17 +7,17 @@ in that of a random network of ``condense.model``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from fedcond.condense.registry import register_condense_method
 from fedcond.condense.common import build_synthetic_set, class_quotas, select_real
+from fedcond.condense.registry import register_condense_method
 from fedcond.features import FeatureContext, build_feature_map, embed_in_chunks, feature_kind
+from fedcond.seeds import derive_seed
 from fedcond.synthetic import SyntheticSet
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def _embed(data: ImageDataset, config: Config, device: torch.device) -> torch.Te
     params = c.feature_params if use_configured else {}
     context = FeatureContext(c.model, data.channels, data.num_classes, data.image_size, device, c.model_params)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
+        torch.manual_seed(derive_seed(config.seed, "coreset-network"))
         feature_map = build_feature_map(name, context, **params)
         feature_map.refresh()
         return embed_in_chunks(feature_map, data.images, data.labels, device=device).cpu()
@@ -90,7 +90,7 @@ def random_coreset(
     """``ipc`` real samples per class, uniformly at random (the field's random-real baseline)."""
     started = time.perf_counter()
     per_class = data.indices_per_class()
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(derive_seed(config.seed, "real-selection"))
     return _coreset(data, config, select_real(per_class, class_quotas(per_class, config.condense.ipc), generator), started)
 
 

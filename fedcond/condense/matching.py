@@ -28,13 +28,14 @@ from tqdm.auto import tqdm
 
 from fedcond.augment import apply_dsa, dsa
 from fedcond.condense.checkpoint import MatchingCheckpoint
-from fedcond.condense.common import build_synthetic_set, iteration_seed
+from fedcond.condense.common import build_synthetic_set
 from fedcond.condense.parameterisation import check_factor, decode, encode
 from fedcond.condense.registry import register_condense_method
 from fedcond.condense.targets import REAL_TARGETS, RealData, RealSide, RealTarget, select_real_target
 from fedcond.discrepancies import build_discrepancy
 from fedcond.errors import ConfigError
 from fedcond.features import FeatureContext, FeatureMap, Features, build_feature_map, embed_in_chunks
+from fedcond.seeds import derive_seed
 
 if TYPE_CHECKING:
     from fedcond.config import Config
@@ -121,7 +122,9 @@ def setup(data: ImageDataset, config: Config, *, device: torch.device, progress:
     classes = [k for k in range(num_classes) if quotas[k] > 0]
     # Class of every *training* image (stored image i decodes to f² images, all of its class).
     syn_class = torch.repeat_interleave(torch.arange(num_classes), torch.tensor(quotas) * tiles).to(device)
-    images = _initial_images(data, per_class, quotas, c.init, c.factor, torch.Generator().manual_seed(config.seed))
+    # The same draw as the random coreset's: a real initialisation starts from that coreset.
+    selection = torch.Generator().manual_seed(derive_seed(config.seed, "real-selection"))
+    images = _initial_images(data, per_class, quotas, c.init, c.factor, selection)
     images = images.to(device).requires_grad_(True)
     parameters = [{"params": [images], "lr": c.lr_images}]
     label_logits = None
@@ -162,7 +165,7 @@ def run_loop(run: MatchingRun, store: MatchingCheckpoint | None, *, progress: bo
         bar = tqdm(range(run.start, c.iterations), desc="condense", disable=None if progress else True,
                    initial=run.start, total=c.iterations)  # fmt: skip
         for iteration in bar:
-            seed = iteration_seed(run.config.seed, iteration)
+            seed = derive_seed(run.config.seed, "iteration", iteration)
             torch.manual_seed(seed)  # fresh networks, sliced-Wasserstein directions, DC's batches
             generator = torch.Generator().manual_seed(seed)
             real = run.target.draw(generator)

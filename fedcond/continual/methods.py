@@ -16,6 +16,7 @@ from torch import nn
 
 from fedcond.config import Config
 from fedcond.registry import Registry
+from fedcond.seeds import derive_seed
 
 
 @dataclass
@@ -47,7 +48,7 @@ class MethodSettings:
             from fedcond.continual.plugins import DSAPlugin
 
             c = self.config.condense
-            extra.append(DSAPlugin(c.dsa_strategy, mode=c.dsa_mode, seed=self.config.seed))
+            extra.append(DSAPlugin(c.dsa_strategy, mode=c.dsa_mode, seed=derive_seed(self.config.seed, "continual-dsa")))
         if retrain:
             schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[max(1, k.gdumb_epochs // 2)], gamma=0.1)
             extra.append(LRSchedulerPlugin(schedule, reset_scheduler=True, reset_lr=True))

@@ -26,6 +26,7 @@ from fedcond.config import Config
 from fedcond.data.base import ImageDataset
 from fedcond.device import resolve_device
 from fedcond.errors import ConfigError, DataError
+from fedcond.seeds import derive_seed
 
 FEATURE_SOURCES = ("random", "model")
 SHRINK_MODES = ("recondense", "select")
@@ -255,7 +256,7 @@ class CondensedBuffer(ExemplarsBuffer):
         # A different seed for every condensation (each update shrinks, then condenses the new
         # classes), so memories of successive experiences are not condensed through the same networks.
         self._calls += 1
-        seed = self.config.seed * 1_000_003 + self._calls * 7_919
+        seed = derive_seed(self.config.seed, "memory-update", self._calls)
         config = dataclasses.replace(self.config, condense=condense_cfg, seed=seed)
         synthetic = condense(data, config, device=self.device, progress=False)
         images_out = synthetic.images.detach().cpu().float()

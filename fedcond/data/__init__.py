@@ -5,6 +5,8 @@ channel, with int64 labels. Built in: ``digits`` (scikit-learn, always available
 ``fashion-mnist``, ``cifar10``, ``npz`` (a ``numpy.savez`` file) and ``image-folder``.
 """
 
+# Imported for their side effect: each module registers its datasets.
+from fedcond.data import cifar, digits, folder, mnist, npz  # noqa: F401
 from fedcond.data.base import DatasetSplits, ImageDataset
 from fedcond.data.config import DatasetConfig
 from fedcond.data.convert import channel_stats, denormalise, normalise, stratified_split
@@ -17,9 +19,6 @@ from fedcond.data.registry import (
     load_dataset,
     register_dataset,
 )
-
-# Imported for their side effect: each module registers its datasets.
-from fedcond.data import cifar, digits, folder, mnist, npz  # noqa: F401
 
 __all__ = [
     "DATASETS",

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from fedcond.data.config import DatasetConfig
 from fedcond.data.base import DatasetSplits
+from fedcond.data.config import DatasetConfig
 from fedcond.data.convert import Arrays, make_splits
 from fedcond.data.paths import cache_dir, data_root, download_root, torchvision_download
 from fedcond.data.registry import register_dataset

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedcond.data.config import DatasetConfig
 from fedcond.data.base import DatasetSplits
+from fedcond.data.config import DatasetConfig
 from fedcond.data.convert import make_splits, stratified_split
 from fedcond.data.registry import register_dataset
 

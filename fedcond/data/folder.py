@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fedcond.data.config import DatasetConfig
 from fedcond.data.base import DatasetSplits
+from fedcond.data.config import DatasetConfig
 from fedcond.data.convert import Arrays, make_splits, stratified_split
 from fedcond.data.paths import data_root
 from fedcond.data.registry import register_dataset

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcond.data.config import DatasetConfig
 from fedcond.data.base import DatasetSplits
+from fedcond.data.config import DatasetConfig
 from fedcond.data.convert import Arrays, make_splits
 from fedcond.data.idx import read_idx
 from fedcond.data.paths import (

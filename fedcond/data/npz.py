@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcond.data.config import DatasetConfig
 from fedcond.data.base import DatasetSplits
+from fedcond.data.config import DatasetConfig
 from fedcond.data.convert import make_splits, stratified_split
 from fedcond.data.paths import data_root
 from fedcond.data.registry import register_dataset

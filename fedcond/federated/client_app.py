@@ -26,6 +26,7 @@ from fedcond.errors import ConfigError
 from fedcond.evaluation import fit, fresh_network
 from fedcond.federated import wire
 from fedcond.federated.partition import client_partition
+from fedcond.seeds import derive_seed
 
 app = ClientApp()
 
@@ -103,7 +104,7 @@ def fit_reply(
     server_round = int(settings.get(wire.SERVER_ROUND_KEY, 0))
     started = time.perf_counter()
     fit(net, data.images, data.labels, cfg=local, dsa_strategy=None, device=device,
-        seed=config.seed * 1_000_003 + partition_id * 1_009 + server_round, decay=False, proximal_mu=mu)  # fmt: skip
+        seed=derive_seed(config.seed, "client-fit", partition_id, server_round), decay=False, proximal_mu=mu)  # fmt: skip
     arrays = ArrayRecord({k: v.detach().cpu() for k, v in net.state_dict().items()})
     metrics = MetricRecord({
         wire.NUM_EXAMPLES: len(data),

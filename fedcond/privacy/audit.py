@@ -31,6 +31,7 @@ from fedcond.data.base import DatasetSplits, ImageDataset
 from fedcond.device import chunk_size
 from fedcond.errors import DataError
 from fedcond.evaluation import test_accuracy, train_network
+from fedcond.seeds import derive_seed
 from fedcond.synthetic import SyntheticSet
 
 FPR_POINTS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
@@ -74,7 +75,7 @@ def audit_split(splits: DatasetSplits, config: Config) -> tuple[ImageDataset, Im
     """Members (from the training split) and as many non-members (from the test split), drawn with ``config.seed``."""
     train, test = splits.train, splits.test
     count = min(config.privacy.audit_samples, len(train), len(test))
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(derive_seed(config.seed, "audit-split"))
     members = train.subset(torch.randperm(len(train), generator=generator)[:count])
     nonmembers = test.subset(torch.randperm(len(test), generator=generator)[:count])
     return members, nonmembers
@@ -85,7 +86,8 @@ def _train(images: torch.Tensor, labels: torch.Tensor, epochs: int, num_classes:
     e = config.evaluation
     return train_network(
         images, labels, model=e.model, num_classes=num_classes, cfg=dataclasses.replace(e, epochs=epochs),
-        dsa_strategy=config.condense.dsa_strategy if e.dsa else None, device=device, seed=config.seed,
+        dsa_strategy=config.condense.dsa_strategy if e.dsa else None, device=device,
+        seed=derive_seed(config.seed, "audit-model"),
         dsa_mode=config.condense.dsa_mode,
     )  # fmt: skip
 

@@ -30,6 +30,7 @@ from fedcond.augment import apply_dsa, sample_dsa_params
 from fedcond.condense.targets.pool import RealStatisticsPool, network_seed
 from fedcond.features import FeatureMap, embed_in_chunks
 from fedcond.privacy.accounting import calibrate_noise, epsilon_spent
+from fedcond.seeds import derive_seed
 
 if TYPE_CHECKING:
     from fedcond.config import Config
@@ -113,7 +114,7 @@ def build_private_pool(
     started = time.perf_counter()
     seeds = [network_seed(seed, k) for k in range(networks)]
     device = real_images.device
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(derive_seed(seed, "private-pool-augmentations"))
     augmentations = [
         sample_dsa_params(dsa_strategy, num_classes, generator=generator, device=device,
                           image_size=(real_images.shape[2], real_images.shape[3]), mode=dsa_mode)
@@ -134,7 +135,7 @@ def build_private_pool(
         part_sums, part_counts = clipped_class_sums(embedded, labels, classes, release.clip)
         sums = part_sums if sums is None else sums + part_sums
         counts = part_counts if counts is None else counts + part_counts
-    noise = torch.Generator().manual_seed(seed * 7_919 + 1)
+    noise = torch.Generator().manual_seed(derive_seed(seed, "private-release"))
     means = noised_means(sums, counts, release.clip, release.noise_multiplier, noise)  # [K, P, D]
     features = [[means[i, k][None] for i in range(len(classes))] for k in range(networks)]
     return RealStatisticsPool(seeds=seeds, augmentations=augmentations, features=features, seconds=time.perf_counter() - started)

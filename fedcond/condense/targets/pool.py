@@ -25,11 +25,12 @@ from fedcond.augment import DSAParams, apply_dsa, sample_dsa_params
 from fedcond.condense.targets.base import RealSide, RealTarget, register_real_target
 from fedcond.discrepancies import summarise_real
 from fedcond.features import FeatureMap, embed_in_chunks
+from fedcond.seeds import derive_seed
 
 
 def network_seed(seed: int, network: int) -> int:
-    """The seed of pool network ``network``: apart from every iteration's seed."""
-    return (seed * 1_000_033 + network * 104_723 + 99_991) % (2**63 - 1)
+    """The seed of pool network ``network`` of the run seeded ``seed``."""
+    return derive_seed(seed, "pool-network", network)
 
 
 @dataclass
