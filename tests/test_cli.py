@@ -123,3 +123,15 @@ def test_condense_with_pool_and_factor_reports_them(tmp_path, capsys) -> None:
     results = json.loads((out / "results.json").read_text())
     assert results["factor"] == 2 and results["num_synthetic"] == 10 * 2 * 4 and results["pool_seconds"] > 0
     assert "stored as 2x2 tiles" in capsys.readouterr().out
+
+
+def test_a_binary_config_file_is_one_line_and_exit_2(tmp_path, capsys) -> None:
+    config = tmp_path / "model.pt"
+    config.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00\x9c\xff\xfe binary")
+    earlier = tmp_path / "out" / "results.json"
+    earlier.parent.mkdir()
+    earlier.write_text('{"kept": true}\n')
+    assert main(["condense", "--config", str(config), "--out", str(earlier.parent)]) == 2
+    err = _error_line(capsys)
+    assert f"config {config} is not UTF-8 text" in err and "0x9c" in err
+    assert earlier.read_text() == '{"kept": true}\n'  # nothing already written is lost
