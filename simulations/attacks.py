@@ -1,14 +1,15 @@
 """Misbehaving clients for simulations and tests: fedcond's ClientApp with some partitions turned bad.
 
 ``label-flip`` uploads the honest set with labels ``y -> K-1-y``; ``garbage`` uploads noise of the
-honest set's shape and labels; ``crash`` raises; ``stall`` sleeps ``stall_seconds`` before replying
-(longer than the server's timeout, it counts as a failed client). Only condense replies are
-altered; a crashing or stalling client misbehaves on every task.
+honest set's shape and labels; ``crash`` raises; ``stall`` does not reply until ``release`` (a file)
+exists, or ``stall_seconds`` have passed: a client the server's timeout gives up on, whatever the
+machine's load. Only condense replies are altered; a crashing or stalling client misbehaves on every task.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
@@ -20,8 +21,20 @@ from fedcond.federated import wire
 BEHAVIOURS = ("label-flip", "garbage", "crash", "stall")
 
 
-def attacked_client_app(behaviour: dict[int, str], *, num_classes: int, stall_seconds: float = 60.0) -> ClientApp:
-    """fedcond's ClientApp, except that partition ``p`` behaves as ``behaviour[p]``."""
+def attacked_client_app(
+    behaviour: dict[int, str], *, num_classes: int, stall_seconds: float = 600.0, release: Path | None = None
+) -> ClientApp:
+    """fedcond's ClientApp, except that partition ``p`` behaves as ``behaviour[p]``.
+
+    Parameters
+    ----------
+    behaviour
+        Partition id -> one of :data:`BEHAVIOURS`; other partitions are honest.
+    num_classes
+        Classes of the label space (a flipped label is ``num_classes - 1 - y``).
+    stall_seconds, release
+        A stalling client waits until the file ``release`` exists, for at most ``stall_seconds``.
+    """
     unknown = sorted(set(behaviour.values()) - set(BEHAVIOURS))
     if unknown:
         raise ValueError(f"unknown client behaviour {unknown[0]!r}; valid: {', '.join(BEHAVIOURS)}")
@@ -33,7 +46,7 @@ def attacked_client_app(behaviour: dict[int, str], *, num_classes: int, stall_se
         if kind == "crash":
             raise RuntimeError("simulated client crash")
         if kind == "stall":
-            time.sleep(stall_seconds)
+            _wait_for(release, stall_seconds)
         reply = fedcond_client.train(msg, context)
         if kind in ("label-flip", "garbage") and wire.SET_RECORD in reply.content.array_records:
             record = reply.content.array_records[wire.SET_RECORD]
@@ -57,3 +70,9 @@ def poison(record: ArrayRecord, kind: str, *, num_classes: int, seed: int = 0) -
         noise = rng.normal(0.0, float(images.std()) + 1.0, size=images.shape).astype(images.dtype)
         return ArrayRecord({"images": Array(noise), "labels": Array(labels.copy())})
     raise ValueError(f"cannot poison with {kind!r}")
+
+
+def _wait_for(release: Path | None, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (release is not None and release.exists()):
+        time.sleep(0.2)

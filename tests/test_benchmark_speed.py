@@ -81,12 +81,12 @@ def test_reference_condense_lowers_the_dm_loss(digits) -> None:
 @pytest.mark.parametrize("per_image_dsa", [True, False])
 @single_thread()
 def test_reference_evaluation_returns_an_accuracy(digits, per_image_dsa: bool) -> None:
-    settings = dataclasses.replace(QUICK, eval_epochs=2)
-    images, labels = digits.train.images[:40], digits.train.labels[:40]
+    settings = dataclasses.replace(QUICK, eval_epochs=15, eval_batch=25)  # 60 SGD steps
+    images, labels = digits.train.images[:100], digits.train.labels[:100]
     accuracy = reference_train_and_test(
         images, labels, digits.test, settings, seed=0, per_image_dsa=per_image_dsa, device=CPU
     )
-    assert 0.0 <= accuracy <= 100.0
+    assert accuracy > 25.0  # the reference loop learns (chance is 10 %; it reaches about 37 %)
 
 
 def test_quick_run_writes_every_measurement(quick_run: Path) -> None:
@@ -102,7 +102,8 @@ def test_quick_run_writes_every_measurement(quick_run: Path) -> None:
     assert c["iterations"] == QUICK.iterations and c["pool_networks"] == QUICK.pool_networks
     assert c["speedup_no_pool"] == pytest.approx(c["reference_s_per_it"] / c["engine_no_pool_s_per_it"], rel=0.01)
     assert len(e["reference_accuracies"]) == len(e["engine_accuracies"]) == QUICK.eval_runs
-    assert all(0 <= a <= 100 for a in e["reference_accuracies"] + e["engine_accuracies"])
+    # Test-set accuracies in percent: whole numbers of digits' 450 test images.
+    assert all(abs(a * 450 / 100 - round(a * 450 / 100)) < 1e-3 for a in e["reference_accuracies"] + e["engine_accuracies"])
     assert results["peak_memory_mb"] > 0
 
 
