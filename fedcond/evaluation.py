@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,13 +23,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fedcond.augment import dsa
-from fedcond.config import Config, EvaluationConfig
 from fedcond.data.base import ImageDataset
 from fedcond.device import autocast, chunk_size, resolve_device
 from fedcond.errors import DataError
 from fedcond.models import batch_independent, build_model
 from fedcond.seeds import derive_seed
 from fedcond.synthetic import SyntheticSet
+
+if TYPE_CHECKING:
+    from fedcond.config import Config, EvaluationConfig
 
 
 @dataclass
@@ -146,7 +149,36 @@ def evaluate_synthetic(
     device: torch.device | None = None,
     progress: bool | None = None,
 ) -> EvaluationResult:
-    """Train ``config.evaluation.runs`` fresh networks on ``synthetic`` and test each on ``test``."""
+    """Train ``config.evaluation.runs`` fresh networks on ``synthetic`` and test each on ``test``.
+
+    Parameters
+    ----------
+    synthetic
+        The set to evaluate: hard labels train with cross-entropy, soft labels against their
+        distributions.
+    test
+        The real test split; its images must have the set's shape and its label space.
+    config
+        ``evaluation`` is the protocol (model, runs, epochs, SGD settings, DSA); DSA uses
+        ``condense.dsa_strategy`` and ``dsa_mode``. Run ``r`` is seeded from ``(config.seed, r)``
+        only, so every set evaluated under one config meets the same networks and augmentations.
+    model
+        Evaluate with this architecture instead of ``evaluation.model`` (cross-architecture).
+    device
+        Where to train (default: ``config.device``).
+    progress
+        Show a progress bar (default: ``config.progress``).
+
+    Returns
+    -------
+    EvaluationResult
+        Test accuracies in percent, their mean and population std, and the seconds taken.
+
+    Raises
+    ------
+    fedcond.errors.DataError
+        A set whose image shape or classes do not match ``test``.
+    """
     cfg = config.evaluation
     model = model or cfg.model
     device = device or resolve_device(config.device)

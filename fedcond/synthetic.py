@@ -71,10 +71,22 @@ def default_metadata(**overrides: Any) -> dict[str, Any]:
 class SyntheticSet:
     """Synthetic images with hard or soft labels, plus JSON metadata describing how they were made.
 
-    ``images`` is ``[M, C, H, W]`` float32. ``labels`` is either hard, ``[M]`` int64 in
-    ``[0, num_classes)``, or soft, ``[M, num_classes]`` float32 whose rows are probability
-    distributions. Construction does not validate (condensation updates sets in place); call
-    :meth:`validate`, which :meth:`save`, :meth:`load` and the Flower conversions always do.
+    Construction does not validate (condensation updates sets in place); call :meth:`validate`,
+    which :meth:`save`, :meth:`load` and the Flower wire codec always do.
+
+    Parameters
+    ----------
+    images
+        ``[M, C, H, W]`` float32.
+    labels
+        Hard: ``[M]`` int64 in ``[0, num_classes)``; soft: ``[M, num_classes]`` float32 whose rows
+        are probability distributions.
+    num_classes
+        Classes of the label space (a set may hold images of only some of them).
+    metadata
+        JSON-serialisable facts of how the set was made: dataset, normalisation (``mean``,
+        ``std``), method, feature map, discrepancy, ipc, seed, timings, and ``privacy``
+        (``epsilon``/``delta``, null when not private). See :func:`default_metadata`.
     """
 
     images: torch.Tensor

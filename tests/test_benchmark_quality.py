@@ -3,10 +3,9 @@ are exactly what they claim to be."""
 
 from __future__ import annotations
 
-import statistics
-
 import copy
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-
-import numpy as np
 
 from fedcond import SyntheticSet, condense, evaluate_synthetic
 from fedcond.errors import DataError

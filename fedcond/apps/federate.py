@@ -7,14 +7,17 @@ import logging
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedcond.config import Config
 from fedcond.errors import FedcondError
 from fedcond.report import RESULTS_FILE
 
+if TYPE_CHECKING:
+    from flwr.clientapp import ClientApp
 
-def simulate(config: Config, out: Path, *, client_app: Any = None, verbose: bool = False) -> dict[str, Any]:
+
+def simulate(config: Config, out: Path, *, client_app: ClientApp | None = None, verbose: bool = False) -> dict[str, Any]:
     """Run the federation with ``federated.num_clients`` simulated SuperNodes; return the results.
 
     ``client_app`` replaces fedcond's ClientApp (tests and attack simulations wrap it). Flower's

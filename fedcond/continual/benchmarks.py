@@ -15,11 +15,16 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fedcond.config import Config
 from fedcond.data.paths import cache_dir
 from fedcond.errors import ConfigError
+
+if TYPE_CHECKING:
+    from avalanche.benchmarks import CLScenario
+
+    from fedcond.data.mnist import IdxSource
 
 
 @dataclass
@@ -27,7 +32,7 @@ class ContinualBenchmark:
     """An Avalanche scenario and what a model for it needs to know."""
 
     name: str
-    scenario: Any
+    scenario: CLScenario
     num_classes: int
     image_shape: tuple[int, int, int]
     class_order: list[int]
@@ -93,7 +98,7 @@ def _classic(config: Config, seed: int) -> ContinualBenchmark:
 _CLASSIC = ("mnist", "fashion-mnist")
 
 
-def avalanche_root(source: Any, config: Config) -> Path:
+def avalanche_root(source: IdxSource, config: Config) -> Path:
     """A torchvision-layout root (``<Name>/raw/<file>``) holding the dataset's four IDX files, unpacked.
 
     torchvision's MNIST classes download (which fails offline) unless the unpacked files are in

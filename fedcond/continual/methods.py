@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from fedcond.config import Config
 from fedcond.registry import Registry
 from fedcond.seeds import derive_seed
+
+if TYPE_CHECKING:
+    from avalanche.core import SupervisedPlugin
+    from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+    from avalanche.training.storage_policy import ExemplarsBuffer
+    from avalanche.training.templates import SupervisedTemplate
+
+    from fedcond.config import Config
 
 
 @dataclass
@@ -25,14 +32,14 @@ class MethodSettings:
 
     config: Config
     device: torch.device
-    evaluator: Any
+    evaluator: EvaluationPlugin
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         k = self.config.continual
         return torch.optim.SGD(model.parameters(), lr=k.lr, momentum=k.momentum, weight_decay=k.weight_decay)
 
     def common(
-        self, model: nn.Module, *, plugins: list[Any] | None = None, retrain: bool = False
+        self, model: nn.Module, *, plugins: list[SupervisedPlugin] | None = None, retrain: bool = False
     ) -> dict[str, Any]:
         """The strategy arguments every method shares (and the DSA plugin when ``continual.dsa``).
 
@@ -43,7 +50,7 @@ class MethodSettings:
 
         k = self.config.continual
         optimizer = self.optimizer(model)
-        extra: list[Any] = []
+        extra: list[SupervisedPlugin] = []
         if k.dsa:
             from fedcond.continual.plugins import DSAPlugin
 
@@ -64,7 +71,7 @@ class MethodSettings:
             "evaluator": self.evaluator,
         }
 
-    def replay(self, storage_policy: Any = None) -> Any:
+    def replay(self, storage_policy: ExemplarsBuffer | None = None) -> ReplayPlugin:
         """Avalanche's ReplayPlugin with explicit batch sizes (its defaults double the batch)."""
         from avalanche.training.plugins import ReplayPlugin
 
@@ -82,13 +89,13 @@ class MethodSettings:
 
 
 #: A method: ``(model, settings) -> (Avalanche strategy, the storage policy holding its memory or None)``.
-ContinualMethod = Callable[[nn.Module, MethodSettings], tuple[Any, Any]]
+ContinualMethod = Callable[[nn.Module, MethodSettings], tuple["SupervisedTemplate", "ExemplarsBuffer | None"]]
 CONTINUAL_METHODS: Registry[ContinualMethod] = Registry("continual method")
 register_continual_method = CONTINUAL_METHODS.register
 
 
 @register_continual_method("naive")
-def build_naive(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+def build_naive(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
     """Fine-tuning on each experience, no memory: the lower bound."""
     from avalanche.training.supervised import Naive
 
@@ -96,7 +103,7 @@ def build_naive(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
 
 
 @register_continual_method("replay")
-def build_replay(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+def build_replay(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
     """Avalanche's default replay: ReplayPlugin's experience-balanced random (reservoir) buffer."""
     from avalanche.training.supervised import Naive
 
@@ -105,7 +112,7 @@ def build_replay(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
 
 
 @register_continual_method("class-balanced")
-def build_class_balanced(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+def build_class_balanced(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
     """Replay from Avalanche's ClassBalancedBuffer: random samples, equal share per class seen."""
     from avalanche.training.storage_policy import ClassBalancedBuffer
     from avalanche.training.supervised import Naive
@@ -115,7 +122,7 @@ def build_class_balanced(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]
 
 
 @register_continual_method("herding")
-def build_herding(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+def build_herding(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
     """Replay from Avalanche's ParametricBuffer per class with herding (iCaRL) in the model's features."""
     from avalanche.training.storage_policy import ParametricBuffer
     from avalanche.training.supervised import Naive
@@ -129,7 +136,7 @@ def build_herding(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
 
 
 @register_continual_method("gdumb")
-def build_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+def build_gdumb(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
     """Avalanche's GDumb: a class-balanced random memory, the model retrained from scratch on it."""
     from avalanche.training.supervised import GDumb
 
@@ -139,7 +146,7 @@ def build_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
 
 
 @register_continual_method("condensed")
-def build_condensed(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+def build_condensed(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
     """Replay from a condensed memory (fedcond's CondensedBuffer), same batches as the other replays."""
     from avalanche.training.supervised import Naive
 
@@ -153,7 +160,7 @@ def build_condensed(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
 
 
 @register_continual_method("condensed-gdumb")
-def build_condensed_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Any, Any]:
+def build_condensed_gdumb(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
     """GDumb's protocol on a condensed memory: retrain from scratch on the memory only."""
     from avalanche.training.supervised import Naive
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from avalanche.training.plugins import ReplayPlugin, SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
 
 from fedcond.augment import dsa, validate_strategy
 from fedcond.config import Config
@@ -38,8 +39,22 @@ class CondensedReplayPlugin(ReplayPlugin):
     ``train_mb_size``, so once the memory is used every step sees twice the batch (and twice the
     learning signal) of the first experience. Here the defaults split ``train_mb_size`` instead:
     half new data, half memory. Pass both explicitly to reproduce Avalanche's behaviour.
-    Further keyword arguments (``features``, ``shrink``, ``random_fraction``, ``device``) go to
-    :class:`CondensedBuffer`.
+
+    Parameters
+    ----------
+    mem_size
+        The memory budget in samples.
+    config
+        The experiment config whose ``condense`` section condenses the memory.
+    batch_size, batch_size_mem
+        New-data and memory samples per minibatch (default: ``train_mb_size`` split in half).
+    task_balanced_dataloader
+        As in Avalanche's ``ReplayPlugin``.
+    storage_policy
+        A :class:`CondensedBuffer` to use (its ``max_size`` must equal ``mem_size``); built from
+        ``config`` and ``buffer_kwargs`` when None.
+    **buffer_kwargs
+        ``features``, ``shrink``, ``random_fraction``, ``device`` of :class:`CondensedBuffer`.
     """
 
     def __init__(
@@ -63,7 +78,7 @@ class CondensedReplayPlugin(ReplayPlugin):
         )
         self._split_batch = batch_size is None and batch_size_mem is None
 
-    def before_training_exp(self, strategy: Any, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False, **kwargs: Any) -> None:
+    def before_training_exp(self, strategy: SupervisedTemplate, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False, **kwargs: Any) -> None:
         if self._split_batch:
             mem = max(1, strategy.train_mb_size // 2)
             self.batch_size, self.batch_size_mem = max(1, strategy.train_mb_size - mem), mem
@@ -71,7 +86,7 @@ class CondensedReplayPlugin(ReplayPlugin):
         if self._split_batch:
             self.batch_size = self.batch_size_mem = None
 
-    def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+    def after_training_exp(self, strategy: SupervisedTemplate, **kwargs: Any) -> None:
         # ReplayPlugin calls the storage policy's deprecated update(); post_adapt is its replacement.
         self.storage_policy.post_adapt(strategy, strategy.experience)
 
@@ -82,6 +97,17 @@ class CondensedGDumbPlugin(SupervisedPlugin):
 
     Like Avalanche's ``GDumbPlugin``, the memory is updated before training, from the experience
     just received; the optimizer's state (momentum) is dropped with the reset.
+
+    Parameters
+    ----------
+    mem_size
+        The memory budget in samples.
+    config
+        The experiment config whose ``condense`` section condenses the memory.
+    storage_policy
+        A :class:`CondensedBuffer` to use; built from ``config`` and ``buffer_kwargs`` when None.
+    **buffer_kwargs
+        ``features``, ``shrink``, ``random_fraction``, ``device`` of :class:`CondensedBuffer`.
     """
 
     def __init__(
@@ -97,7 +123,7 @@ class CondensedGDumbPlugin(SupervisedPlugin):
         self.storage_policy = _buffer(mem_size, config, storage_policy, **buffer_kwargs)
         self._initial_state: dict[str, torch.Tensor] | None = None
 
-    def before_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
+    def before_train_dataset_adaptation(self, strategy: SupervisedTemplate, **kwargs: Any) -> None:
         if self._initial_state is None:
             self._initial_state = copy.deepcopy(strategy.model.state_dict())
         else:
@@ -106,13 +132,23 @@ class CondensedGDumbPlugin(SupervisedPlugin):
             if getattr(strategy, "optimizer", None) is not None:
                 strategy.optimizer.state.clear()
 
-    def after_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
+    def after_train_dataset_adaptation(self, strategy: SupervisedTemplate, **kwargs: Any) -> None:
         self.storage_policy.post_adapt(strategy, strategy.experience)
         strategy.adapted_dataset = self.storage_policy.buffer
 
 
 class DSAPlugin(SupervisedPlugin):
-    """Augments each training minibatch (new data and memory alike) with DSA before the forward pass."""
+    """Augments each training minibatch (new data and memory alike) with DSA before the forward pass.
+
+    Parameters
+    ----------
+    strategy
+        DSA operations joined by ``_`` (``color_crop_cutout_flip_scale_rotate``).
+    mode
+        ``single``: one operation per draw, as the reference code does; ``all``: each in order.
+    seed
+        Seed of the augmentation draws.
+    """
 
     def __init__(self, strategy: str = "color_crop_cutout_flip_scale_rotate", *, mode: str = "single", seed: int = 0) -> None:
         super().__init__()
@@ -120,6 +156,6 @@ class DSAPlugin(SupervisedPlugin):
         self.strategy, self.mode = strategy, mode
         self.generator = torch.Generator().manual_seed(seed)
 
-    def before_forward(self, strategy: Any, **kwargs: Any) -> None:
+    def before_forward(self, strategy: SupervisedTemplate, **kwargs: Any) -> None:
         if strategy.is_training:
             strategy.mbatch[0] = dsa(strategy.mbatch[0], self.strategy, generator=self.generator, mode=self.mode)

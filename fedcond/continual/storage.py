@@ -12,13 +12,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from typing import Any
 
 import torch
-from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+from avalanche.benchmarks import DatasetExperience
+from avalanche.benchmarks.utils import AvalancheDataset, _make_taskaware_tensor_classification_dataset
 from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
 from avalanche.benchmarks.utils.data_attribute import DataAttribute
 from avalanche.training.storage_policy import ExemplarsBuffer, HerdingSelectionStrategy
+from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -41,7 +42,7 @@ class ExperienceData:
     task_labels: torch.Tensor | None  # None when the benchmark's items are (x, y)
 
 
-def experience_tensors(dataset: Any, batch_size: int = 512) -> ExperienceData:
+def experience_tensors(dataset: AvalancheDataset, batch_size: int = 512) -> ExperienceData:
     """Read an Avalanche experience dataset into tensors, checking it is an image classification set.
 
     The eval transform group is used: the memory must hold what the model is fed, not one random
@@ -97,6 +98,24 @@ class CondensedBuffer(ExemplarsBuffer):
     when the benchmark yields task labels, ``(x, y)`` otherwise. It is rebuilt from the per-class
     tensors, so setting it from outside is refused (Avalanche's ``BalancedExemplarsBuffer`` setter
     silently does nothing; this one says so).
+
+    Parameters
+    ----------
+    max_size
+        The memory budget in samples (images), shared equally by the classes seen so far.
+    config
+        The experiment config; its ``condense`` section says how each class is condensed
+        (``factor`` must be 1 and labels hard). Default: :class:`~fedcond.config.Config` ().
+    features
+        ``random``: condense through the configured feature map (random networks); ``model``:
+        through the strategy's current model (its ``embed``) mixed with random networks.
+    shrink
+        How held classes shrink to a smaller quota: ``recondense`` (condense again from what is
+        held) or ``select`` (herding among the held images).
+    random_fraction
+        With ``features="model"``, the share of iterations that use a fresh random network.
+    device
+        Where to condense (default: ``config.device``).
     """
 
     def __init__(
@@ -132,7 +151,7 @@ class CondensedBuffer(ExemplarsBuffer):
         self._images: dict[int, torch.Tensor] = {}
         self._task: dict[int, int] = {}
         self._with_tasks: bool | None = None
-        self._cached: Any = None
+        self._cached: AvalancheDataset | None = None
         self._calls = 0
         #: Seconds spent condensing (and shrinking) in each ``post_adapt`` call, in order.
         self.condense_seconds: list[float] = []
@@ -146,18 +165,18 @@ class CondensedBuffer(ExemplarsBuffer):
         return {c: len(self._images[c]) for c in self.classes}
 
     @property
-    def buffer(self) -> Any:
+    def buffer(self) -> AvalancheDataset:
         if self._cached is None:
             self._cached = self._make_dataset()
         return self._cached
 
     @buffer.setter
-    def buffer(self, new_buffer: Any) -> None:
+    def buffer(self, new_buffer: AvalancheDataset) -> None:
         # ExemplarsBuffer.__init__ assigns an empty dataset; anything else would be lost silently.
         if len(new_buffer) != 0:
             raise AttributeError("CondensedBuffer.buffer is built from its condensed sets and cannot be assigned")
 
-    def _make_dataset(self) -> Any:
+    def _make_dataset(self) -> AvalancheDataset:
         if not self._images:
             return _make_taskaware_tensor_classification_dataset(torch.empty(0, 1, 1, 1), torch.empty(0, dtype=torch.int64))
         x = torch.cat([self._images[c] for c in self.classes])
@@ -168,7 +187,7 @@ class CondensedBuffer(ExemplarsBuffer):
         return _make_taskaware_tensor_classification_dataset(x, y, task_labels=t, targets=y)
 
     # ------------------------------------------------------------------ Avalanche hooks
-    def post_adapt(self, agent: Any, exp: Any) -> None:
+    def post_adapt(self, agent: SupervisedTemplate, exp: DatasetExperience) -> None:
         """Condense the experience's classes into the memory, shrinking the classes already held."""
         data = experience_tensors(exp.dataset)
         if len(data.labels) == 0:
@@ -196,7 +215,7 @@ class CondensedBuffer(ExemplarsBuffer):
         self._cached = None
         self.condense_seconds.append(time.perf_counter() - started)
 
-    def resize(self, strategy: Any, new_size: int) -> None:
+    def resize(self, strategy: SupervisedTemplate, new_size: int) -> None:
         """Change ``max_size``; held classes are shrunk to the new quota."""
         if not isinstance(new_size, int) or new_size < 1:
             raise ConfigError(f"mem_size must be a positive integer, got {new_size!r}")
@@ -210,7 +229,7 @@ class CondensedBuffer(ExemplarsBuffer):
         self._cached = None
 
     # ------------------------------------------------------------------ condensation
-    def _network(self, agent: Any) -> nn.Module | None:
+    def _network(self, agent: SupervisedTemplate) -> nn.Module | None:
         if self.features == "random":
             return None
         model = getattr(agent, "model", None)
