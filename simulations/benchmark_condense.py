@@ -2,10 +2,11 @@
 coresets of the same size, over several seeds, on digits (ipc 1 and 10) and, when it is installed,
 Fashion-MNIST (ipc 10 under the CPU budget set in its config).
 
-    python -m simulations.benchmark_condense --out runs/benchmark-condense --update-readme README.md
+    python -m simulations.benchmark_condense --out runs/benchmark-condense --update-readme
 
 Writes ``OUT/results.json`` (every seed's accuracy and timing) and prints the table; with
-``--update-readme`` it replaces the table between the README's benchmark markers.
+``--update-readme [FILE]`` it replaces the table between the benchmark-condense markers of FILE
+(default: ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from fedcond.device import resolve_device
 from fedcond.errors import FedcondError
 from fedcond.io import atomic_write_json
 from fedcond.report import peak_memory_mb
-from simulations.reporting import machine, measured_header, replace_readme_block
+from simulations.reporting import add_update_readme_argument, machine, measured_header, replace_readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
 README_START = "<!-- benchmark-condense:start -->"
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/benchmark-condense", help="output folder")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks the script, measures nothing")
-    parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
+    add_update_readme_argument(parser)
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     parser.add_argument("--datasets", help="only these datasets, comma-separated (default: all)")
     parser.add_argument(
@@ -182,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     datasets = {d.strip() for d in args.datasets.split(",") if d.strip()} if args.datasets else None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
     def save(results: dict[str, Any]) -> None:
@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.from_results:
-            results = json.loads(Path(args.from_results).read_text())
+            results = _read_results(Path(args.from_results))
         else:
+            out.mkdir(parents=True, exist_ok=True)  # only a run writes: reprinting touches nothing
             results = run(seeds, args.quick, args.progress, datasets, save)
             save(results)
         print(table(results))
@@ -205,6 +206,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    """An earlier run's results.json; a missing or malformed file is a one-line error."""
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FedcondError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FedcondError(f"{path} is not a results.json file: {str(exc).splitlines()[0]}") from None
+    if not isinstance(results, dict) or "rows" not in results:
+        raise FedcondError(f"{path} is not a results.json of benchmark_condense (no 'rows')")
+    return results
 
 
 if __name__ == "__main__":

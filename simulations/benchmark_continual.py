@@ -11,7 +11,10 @@ Scenarios (each a ``fedcond continual`` run: every method, same model, budget an
 ``--quick`` runs every scenario on digits with tiny budgets: it checks the script, it measures
 nothing worth reporting. Fashion-MNIST must be installed (``apt-get install dataset-fashion-mnist``);
 otherwise its scenarios are recorded as skipped. Results go to ``OUT/results.json`` (rewritten after
-every scenario) and, with ``--update-readme``, into the README's benchmark-continual block.
+every scenario) and, with ``--update-readme [FILE]``, into the benchmark-continual block of FILE
+(default: ``docs/benchmarks.md``)::
+
+    python -m simulations.benchmark_continual --out runs/benchmark-continual --update-readme
 """
 
 from __future__ import annotations

@@ -13,7 +13,10 @@ Scenarios (each a real Flower simulation, in this order):
 ``--quick`` runs every scenario on digits with tiny budgets: it checks the script, it measures
 nothing worth reporting. Fashion-MNIST must be installed (``apt-get install dataset-fashion-mnist``);
 otherwise its scenarios are recorded as skipped. Results go to ``OUT/results.json`` (rewritten
-after every scenario) and, with ``--update-readme``, into the README's benchmark-federated block.
+after every scenario) and, with ``--update-readme [FILE]``, into the benchmark-federated block of
+FILE (default: ``docs/benchmarks.md``)::
+
+    python -m simulations.benchmark_federated --out runs/benchmark-federated --update-readme
 """
 
 from __future__ import annotations

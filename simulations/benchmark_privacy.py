@@ -11,7 +11,9 @@ Scenarios (each: condense the training split, evaluate with the protocol, audit 
 
 ``--quick`` runs every scenario on digits with tiny budgets: it checks the script, it measures
 nothing worth reporting. Results go to ``OUT/results.json`` (rewritten after every scenario) and,
-with ``--update-readme``, into the README's benchmark-privacy block.
+with ``--update-readme [FILE]``, into the benchmark-privacy block of FILE (default: ``docs/benchmarks.md``)::
+
+    python -m simulations.benchmark_privacy --out runs/benchmark-privacy --update-readme
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """Benchmark: the quality of this project's fast Fashion-MNIST configs at ipc 1, 10 and 50, next to
 random and herding coresets of the same size and to the published numbers of the field.
 
-    python -m simulations.benchmark_quality --out runs/benchmark-quality --update-readme README.md
+    python -m simulations.benchmark_quality --out runs/benchmark-quality --update-readme
 
 Each ipc condenses with ``configs/fashion-mnist-fast-ipc{ipc}.yaml`` and evaluates with the field's
 protocol (the config's ``evaluation`` section: 3 fresh ConvNet-3, 300 epochs, DSA); the random and
 herding rows use the same config with ``condense.method`` replaced, so all three are measured the
 same way. Writes ``OUT/results.json`` after every row and prints two markdown tables (the measured
 rows; the published numbers with this project's measurement beside them); with
-``--update-readme`` it replaces the block between the README's benchmark-quality markers.
+``--update-readme [FILE]`` it replaces the block between the benchmark-quality markers of FILE
+(default: ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from fedcond.data import DatasetSplits, dataset_availability
 from fedcond.errors import FedcondError
 from fedcond.io import atomic_write_json
 from fedcond.report import peak_memory_mb
-from simulations.reporting import machine, measured_header, replace_readme_block
+from simulations.reporting import add_update_readme_argument, machine, measured_header, replace_readme_block
 
 ROOT = Path(__file__).resolve().parents[1]
 PROG = "benchmark_quality"
@@ -86,7 +87,7 @@ PUBLISHED: dict[str, Any] = {
     },
 }
 PUBLISHED_COLUMNS = ("random", "herding", "DC", "DSA", "DM", "M3D")
-#: Printed under the published table, so a reader of the README knows where its numbers come from.
+#: Printed under the published table, so a reader of docs/benchmarks.md knows where its numbers come from.
 PUBLISHED_CAPTION = (
     "Published: Fashion-MNIST, ConvNet-3, as usually cited from the DC (Zhao et al., ICLR 2021) and DSA "
     "(Zhao & Bilen, ICML 2021) tables and the DM figures of the VICO-UoE/DatasetCondensation README; the DC "
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny settings on digits: checks the script only")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
-    parser.add_argument("--update-readme", metavar="README.md", help="write the tables into this README")
+    add_update_readme_argument(parser, "tables")
     parser.add_argument(
         "--from-results", metavar="results.json", help="do not run: report (and --update-readme) an earlier run"
     )

@@ -1,6 +1,6 @@
 """Benchmark: the speed of fedcond's engine against straightforward reference loops kept in this file.
 
-    python -m simulations.benchmark_speed --out runs/benchmark-speed --update-readme README.md
+    python -m simulations.benchmark_speed --out runs/benchmark-speed --update-readme
 
 Two comparisons, each measured side by side in one process so only ratios are read:
 
@@ -12,7 +12,8 @@ Two comparisons, each measured side by side in one process so only ratios are re
    the engine is ``fedcond.evaluate_synthetic``.
 
 Writes ``OUT/results.json`` after every measurement and prints a markdown table; with
-``--update-readme`` it replaces the table between the README's benchmark-speed markers.
+``--update-readme [FILE]`` it replaces the table between the benchmark-speed markers of FILE
+(default: ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from fedcond.io import atomic_write_json
 from fedcond.models import build_model
 from fedcond.report import peak_memory_mb
 from fedcond.seeds import derive_seed
-from simulations.reporting import machine, measured_header, replace_readme_block
+from simulations.reporting import add_update_readme_argument, machine, measured_header, replace_readme_block
 
 README_START = "<!-- benchmark-speed:start -->"
 README_END = "<!-- benchmark-speed:end -->"
@@ -564,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"networks in the engine's pool; 0 skips the pool measurement (default: {FULL.pool_networks}, "
         f"{QUICK.pool_networks} with --quick)",
     )
-    parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
+    add_update_readme_argument(parser)
     parser.add_argument(
         "--from-results", metavar="results.json", help="do not run: report (and --update-readme) an earlier run"
     )
@@ -584,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.from_results:
             results = _read_results(Path(args.from_results))
-            # The README names the command that measured the figures, not the one that reprinted them.
+            # The block names the command that measured the figures, not the one that reprinted them.
             command = results.get("command", command)
         else:
             out = Path(args.out)

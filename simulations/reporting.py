@@ -1,4 +1,9 @@
-"""What every benchmark under ``simulations/`` shares: the machine it ran on, its README block."""
+"""What every benchmark under ``simulations/`` shares: the machine it ran on, its block in docs/benchmarks.md.
+
+Each benchmark's table lives between its ``<!-- benchmark-NAME:start -->`` and ``end`` markers in
+``docs/benchmarks.md`` (:data:`BENCHMARKS_PAGE`); ``--update-readme`` without a path rewrites that
+block there, ``--update-readme FILE`` in another file that has the markers.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ from fedcond.data import dataset_availability
 from fedcond.errors import FedcondError
 from fedcond.io import atomic_write_json, atomic_write_text
 
+ROOT = Path(__file__).resolve().parents[1]
+#: Where the benchmarks' marker blocks live: ``--update-readme`` with no path writes here.
+BENCHMARKS_PAGE = ROOT / "docs" / "benchmarks.md"
+
 
 def machine() -> dict[str, Any]:
     """The facts a timing needs next to it."""
@@ -34,17 +43,44 @@ def machine() -> dict[str, Any]:
     }
 
 
+def add_update_readme_argument(parser: argparse.ArgumentParser, what: str = "table") -> None:
+    """``--update-readme [FILE]``: write the benchmark's block into FILE (default: docs/benchmarks.md)."""
+    parser.add_argument(
+        "--update-readme",
+        nargs="?",
+        const=str(BENCHMARKS_PAGE),
+        default=None,
+        metavar="FILE",
+        help=f"write the {what} between this benchmark's markers in FILE (without FILE: docs/benchmarks.md)",
+    )
+
+
 def replace_readme_block(path: Path, start: str, end: str, lines: Sequence[str]) -> None:
-    """Replace the text between the ``start`` and ``end`` markers of ``path`` (markers kept), atomically."""
+    """Replace the text between the ``start`` and ``end`` markers of ``path`` (markers kept), atomically.
+
+    A file without both markers is left alone: :class:`FedcondError` names the file, the missing
+    marker and the page where the block lives.
+    """
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise FedcondError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if start not in text or end not in text:
-        raise FedcondError(f"{path} has no {start} ... {end} markers")
-    before, rest = text.split(start, 1)
-    _, after = rest.split(end, 1)
-    atomic_write_text(path, before + "\n".join([start, *lines, end]) + after)
+    except UnicodeDecodeError:
+        raise FedcondError(f"{path} is not UTF-8 text") from None
+    missing = [marker for marker in (start, end) if marker not in text]
+    if missing:
+        problem = f"has no {' and no '.join(missing)} marker"
+    elif text.index(start) > text.index(end):
+        problem = f"has its {end} marker before {start}"
+    else:
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        atomic_write_text(path, before + "\n".join([start, *lines, end]) + after)
+        return
+    raise FedcondError(
+        f"{path} {problem}; every benchmark's block lives between its markers in docs/benchmarks.md "
+        "(--update-readme without a file writes there)"
+    )
 
 
 def _threads(count: int) -> str:
@@ -52,7 +88,7 @@ def _threads(count: int) -> str:
 
 
 def measured_header(results: dict[str, Any], command: str) -> list[str]:
-    """The opening lines of a README block: when, where, how much memory, and the exact command."""
+    """The opening lines of a benchmark block: when, where, how much memory, and the exact command."""
     m = results["machine"]
     seeds = results.get("seeds")
     memory = results.get("peak_memory_mb")
@@ -68,7 +104,7 @@ def measured_header(results: dict[str, Any], command: str) -> list[str]:
 
 # ---------------------------------------------------------------------- scenario benchmarks
 # benchmark_federated and benchmark_continual run named scenarios one after another and share
-# their command line, their results.json header and their README block; only the scenarios differ.
+# their command line, their results.json header and their docs/benchmarks.md block; only the scenarios differ.
 
 
 @dataclass(frozen=True)
@@ -149,7 +185,7 @@ class ScenarioBenchmark:
                             help="override a key of every scenario's config before the scenario's own (repeatable)")  # fmt: skip
         parser.add_argument("--scenarios", help="comma-separated subset of: " + ", ".join(self.scenario_names))
         parser.add_argument("--quick", action="store_true", help="digits, tiny budgets: checks the script, measures nothing")
-        parser.add_argument("--update-readme", metavar="README.md", help="write the table into this README")
+        add_update_readme_argument(parser)
         parser.add_argument("--from-results", metavar="results.json", nargs="+",
                             help="do not run: report earlier runs (several: their scenarios merged, later files win)")  # fmt: skip
         args = parser.parse_args(argv)
@@ -160,7 +196,7 @@ class ScenarioBenchmark:
         try:
             if args.from_results:
                 results = self.merge([self._read(Path(p)) for p in args.from_results])
-                # The README names the commands that measured the figures, not the one that reprinted them.
+                # The block names the commands that measured the figures, not the one that reprinted them.
                 command = results["command"]
                 if args.out is not None:
                     Path(args.out).mkdir(parents=True, exist_ok=True)

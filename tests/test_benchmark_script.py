@@ -43,3 +43,17 @@ def test_update_readme_needs_markers(tmp_path) -> None:
     readme.write_text("# no markers\n")
     with pytest.raises(FedcondError, match="markers"):
         update_readme(readme, RESULTS, "cmd")
+
+
+def test_from_results_of_a_missing_or_foreign_file_is_one_line(tmp_path, capsys) -> None:
+    from simulations.benchmark_condense import main
+
+    out = tmp_path / "never-made"
+    assert main(["--from-results", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    foreign = tmp_path / "results.json"
+    foreign.write_text('{"strategies": {}}')
+    assert main(["--from-results", str(foreign), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no 'rows'" in err
+    assert not out.exists()  # reprinting never creates the output folder

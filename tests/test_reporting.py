@@ -1,8 +1,22 @@
-"""The README blocks' shared header says where and how a benchmark ran."""
+"""The benchmark blocks: their shared header, and the page they live on (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-from simulations.reporting import measured_header
+import importlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fedcond.errors import FedcondError
+from simulations import reporting
+from simulations.reporting import BENCHMARKS_PAGE, measured_header, replace_readme_block
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ("condense", "quality", "speed", "federated", "continual", "privacy")
+#: Benchmarks whose committed block `--from-results simulations/results/benchmark-NAME.json` rewrites
+#: byte for byte (benchmark_condense's results.json does not record the command that measured it).
+REPRODUCIBLE = ("quality", "speed", "federated", "continual", "privacy")
 
 
 def _results(threads: int) -> dict:
@@ -21,3 +35,72 @@ def test_header_names_machine_threads_seeds_memory_and_command() -> None:
 def test_header_counts_one_thread_in_the_singular() -> None:
     assert "cpu, 1 thread)" in measured_header(_results(1), "a\nb")[0]
     assert measured_header(_results(1), "a\nb")[0].endswith("Commands (one report of their scenarios):")
+
+
+def test_the_benchmarks_page_holds_every_benchmarks_markers() -> None:
+    assert BENCHMARKS_PAGE == ROOT / "docs" / "benchmarks.md"
+    text = BENCHMARKS_PAGE.read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in BENCHMARKS:
+        module = importlib.import_module(f"simulations.benchmark_{name}")
+        start, end = module.README_START, module.README_END
+        assert start == f"<!-- benchmark-{name}:start -->" and end == f"<!-- benchmark-{name}:end -->"
+        assert text.count(start) == 1 and text.count(end) == 1 and text.index(start) < text.index(end), name
+        assert start not in readme and end not in readme, f"{name}: the block lives in docs/benchmarks.md only"
+
+
+@pytest.mark.parametrize("name", REPRODUCIBLE)
+def test_update_readme_without_a_file_rewrites_the_block_in_docs_benchmarks_md(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "benchmarks.md"
+    shutil.copy(BENCHMARKS_PAGE, page)
+    monkeypatch.setattr(reporting, "BENCHMARKS_PAGE", page)  # the default, read when the parser is built
+    module = importlib.import_module(f"simulations.benchmark_{name}")
+    results = ROOT / "simulations" / "results" / f"benchmark-{name}.json"
+    assert module.main(["--from-results", str(results), "--update-readme"]) == 0
+    # The committed page is what the writers write from the committed results.
+    assert page.read_text(encoding="utf-8") == BENCHMARKS_PAGE.read_text(encoding="utf-8")
+
+
+def test_the_condense_block_keeps_its_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulations import benchmark_condense
+
+    page = tmp_path / "benchmarks.md"
+    shutil.copy(BENCHMARKS_PAGE, page)
+    monkeypatch.setattr(reporting, "BENCHMARKS_PAGE", page)
+    results = ROOT / "simulations" / "results" / "benchmark-condense.json"
+    # --out: benchmark_condense creates its output folder even when it only reprints.
+    assert benchmark_condense.main(["--from-results", str(results), "--update-readme", "--out", str(tmp_path / "out")]) == 0
+    before, after = BENCHMARKS_PAGE.read_text(encoding="utf-8"), page.read_text(encoding="utf-8")
+    start, end = benchmark_condense.README_START, benchmark_condense.README_END
+    assert after.split(start)[0] == before.split(start)[0] and after.split(end)[1] == before.split(end)[1]
+    table = [line for line in before.split(start)[1].split(end)[0].splitlines() if line.startswith("| digits")]
+    assert len(table) == 8 and all(line in after for line in table)
+
+
+def test_a_file_without_the_markers_is_a_one_line_error(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# an old README\n<!-- benchmark-speed:start -->\nold\n")
+    with pytest.raises(FedcondError) as error:
+        replace_readme_block(readme, "<!-- benchmark-speed:start -->", "<!-- benchmark-speed:end -->", ["new"])
+    message = str(error.value)
+    assert "\n" not in message and str(readme) in message and "docs/benchmarks.md" in message
+    assert "has no <!-- benchmark-speed:end --> marker" in message
+    assert readme.read_text() == "# an old README\n<!-- benchmark-speed:start -->\nold\n"  # untouched
+    readme.write_text("<!-- benchmark-speed:end -->\n<!-- benchmark-speed:start -->\n")
+    with pytest.raises(FedcondError, match="end --> marker before <!-- benchmark-speed:start -->"):
+        replace_readme_block(readme, "<!-- benchmark-speed:start -->", "<!-- benchmark-speed:end -->", ["new"])
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_an_old_readme_target_exits_2_naming_the_page(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# fedcond\n")
+    module = importlib.import_module(f"simulations.benchmark_{name}")
+    results = ROOT / "simulations" / "results" / f"benchmark-{name}.json"
+    extra = ["--out", str(tmp_path / "out")] if name == "condense" else []  # it creates --out even to reprint
+    assert module.main(["--from-results", str(results), "--update-readme", str(readme), *extra]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"has no <!-- benchmark-{name}:start --> and no" in err[0] and "docs/benchmarks.md" in err[0]
+    assert readme.read_text() == "# fedcond\n"

@@ -128,14 +128,28 @@ def audit(
     synthetic: SyntheticSet,
     splits: DatasetSplits,
     config: Config,
-    device: torch.device,
+    device: torch.device | str,
     reference: RealDataReference | None = None,
 ) -> dict[str, Any]:
     """Run the three attacks; the ``results.json`` body of ``fedcond audit``.
 
-    ``reference`` reuses a real-data reference computed for the same settings (a benchmark auditing
-    several sets); without it the reference model is trained here.
+    Parameters
+    ----------
+    synthetic
+        The released set.
+    splits
+        The dataset it was condensed from: members come from its training split, non-members
+        from its test split.
+    config
+        ``privacy.audit_samples`` and ``audit_reference_epochs``; the evaluation protocol trains
+        the attacked models.
+    device
+        Where to train them.
+    reference
+        A real-data reference computed for the same settings (a benchmark auditing several sets);
+        without it the reference model is trained here.
     """
+    device = torch.device(device)
     started = time.perf_counter()
     train = splits.train
     if tuple(synthetic.images.shape[1:]) != tuple(train.images.shape[1:]):

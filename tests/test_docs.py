@@ -1,0 +1,254 @@
+"""The README and docs/*.md hold what is true: every ```python block runs, every link and config key is real.
+
+Each ```python block is a complete script: it runs as its own process (``sys.executable``) in a fresh
+folder holding a symlink ``configs`` -> the project's configs (so a snippet can say
+``configs/default.yaml`` and write files without littering the checkout), with the project root on
+``PYTHONPATH`` (so ``simulations`` imports). Blocks that are not meant to run are ```text or plain
+fences. The snippets run two at a time (one torch thread each) while the tests report them one by one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+#: Seconds one snippet may take before it counts as failed (a Flower example takes about a minute).
+TIMEOUT = 300.0
+#: Snippets run at once (the machine this was written on has 2 cores; a third bought nothing).
+WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One ```python block: where it is and what it says."""
+
+    page: Path
+    index: int  # its position among the page's python blocks
+    line: int  # line of its opening fence
+    code: str
+
+    @property
+    def name(self) -> str:
+        first = next((line.strip() for line in self.code.splitlines() if line.strip()), "")
+        return f"{self.page.relative_to(ROOT)}[{self.index}]:{self.line}: {first[:60]}"
+
+    @property
+    def cost(self) -> int:
+        """Rough order of cost, so the slowest snippets start first."""
+        return 3 if "simulate(" in self.code else 2 if "avalanche" in self.code or "run_continual" in self.code else 1
+
+
+def collect(pages: tuple[Path, ...] = PAGES) -> list[Snippet]:
+    snippets = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for index, match in enumerate(FENCE.finditer(text)):
+            snippets.append(Snippet(page, index, text.count("\n", 0, match.start()) + 1, match.group(1)))
+    return snippets
+
+
+SNIPPETS = collect()
+
+
+#: Snippet processes still running: stopped (with their process groups) when the session ends early.
+_RUNNING: set[subprocess.Popen[str]] = set()
+
+
+@dataclass
+class Outcome:
+    returncode: int | None  # None: timed out
+    output: str
+    seconds: float
+
+
+def run_snippet(snippet: Snippet, folder: Path) -> Outcome:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
+    script = folder / "snippet.py"
+    script.write_text(snippet.code, encoding="utf-8")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("OMP_NUM_THREADS", "1")  # snippets share the cores; oversubscribed threads crawl
+    env.setdefault("MPLBACKEND", "Agg")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, str(script)], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,  # its own process group: Ray's workers go with it on a timeout
+    )  # fmt: skip
+    _RUNNING.add(process)
+    try:
+        output, _ = process.communicate(timeout=TIMEOUT)
+        returncode: int | None = process.returncode
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        output, _ = process.communicate()
+        returncode = None
+    finally:
+        _RUNNING.discard(process)
+    return Outcome(returncode, output, time.perf_counter() - started)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[Snippet, Future[Outcome]]:
+    """Start every selected snippet (slowest first), ``WORKERS`` at a time; each test waits for its own."""
+    selected = [
+        item.callspec.params["snippet"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_snippet_runs" and hasattr(item, "callspec")
+    ]
+    pool = ThreadPoolExecutor(max_workers=WORKERS)
+
+    def finish() -> None:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(_RUNNING):  # an interrupted session leaves no snippet (or Ray worker) behind
+            _stop(process)
+        pool.shutdown(wait=True)
+
+    request.addfinalizer(finish)
+    folders = {snippet: tmp_path_factory.mktemp("snippet") for snippet in selected}
+    ordered = sorted(dict.fromkeys(selected), key=lambda s: -s.cost)
+    return {snippet: pool.submit(run_snippet, snippet, folders[snippet]) for snippet in ordered}
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.name for s in SNIPPETS])
+def test_snippet_runs(snippet: Snippet, outcomes: dict[Snippet, Future[Outcome]]) -> None:
+    outcome = outcomes[snippet].result()
+    tail = "\n".join(outcome.output.splitlines()[-40:])
+    assert outcome.returncode is not None, f"{snippet.name}: no result within {TIMEOUT:.0f} s\n{tail}"
+    assert outcome.returncode == 0, f"{snippet.name}: exit status {outcome.returncode}\n{tail}"
+
+
+def _with(*needles: str) -> list[Snippet]:
+    return [s for s in SNIPPETS if all(needle in s.code for needle in needles)]
+
+
+def test_the_collector_finds_the_integration_examples() -> None:
+    assert len(SNIPPETS) >= 10 and len({s.page for s in SNIPPETS}) >= 5
+    readme = [s for s in SNIPPETS if s.page.name == "README.md"]
+    assert _with("from fedcond import", "condense(", "evaluate_synthetic(") and readme[0].page == ROOT / "README.md"
+    examples = {
+        "engine": ("condense(splits.train, config)", "evaluate_synthetic("),
+        "flower": ("from fedcond.apps.federate import simulate", "simulate(config"),
+        "avalanche": ("from avalanche", "CondensedReplayPlugin(", "strategy.train("),
+        "private release": ("privacy.epsilon=", "condense(", "audit("),
+    }
+    for what, needles in examples.items():
+        assert [s for s in readme if all(n in s.code for n in needles)], f"no runnable {what} example in README.md"
+
+
+@pytest.mark.parametrize(
+    "decorator",
+    ["register_discrepancy", "register_feature_map", "register_model", "register_dataset", "register_condense_method",
+     "register_real_target", "register_config_section", "register_strategy", "register_continual_method"],
+)  # fmt: skip
+def test_every_registry_has_a_runnable_example(decorator: str) -> None:
+    assert _with(f"@{decorator}("), f"no ```python block registers with @{decorator}"
+
+
+#: Names the code no longer has; the docs must not teach them.
+GONE = (
+    "to_array_record()", "SyntheticSet.from_array_record", "synthetic.to_array_record", "fedcond.cli ", "fedcond.cli:",
+    "fedcond/cli.py", "federated.simulation", "federated/simulation.py", "continual.runner", "continual/runner.py",
+    "condense/pool.py", "condense.pool ", "strategies.uploads import merge", "uploads.merge", "round_info",
+    "--update-readme README.md",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_no_page_names_an_api_that_is_gone(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    assert [name for name in GONE if name in text] == []
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+    return {_slug(match.group(1)) for match in re.finditer(r"^#+ (.+)$", text, re.MULTILINE)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_every_relative_link_and_anchor_exists(page: Path) -> None:
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.MULTILINE | re.DOTALL)
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
+            broken.append(target)
+    assert broken == []
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [p.name for p in PAGES[1:] if f"(docs/{p.name}" not in readme] == []
+
+
+def _documented_defaults() -> dict[str, str]:
+    """``section.key`` -> the default column of docs/configuration.md's tables (``a`` / ``b`` rows split)."""
+    documented, in_table = {}, False
+    for line in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines():
+        in_table = line.startswith("| key | default |") or (in_table and line.startswith("|"))
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not in_table or len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        keys = [k.strip().strip("`") for k in cells[0].split(" / ")]
+        defaults = [d.strip().strip("`") for d in cells[1].split(" / ")] if " / " in cells[1] else [cells[1].strip("`")]
+        if len(keys) != len(defaults):
+            continue
+        section = keys[0].rpartition(".")[0]
+        for key, default in zip(keys, defaults):
+            documented[key if "." in key or not section else f"{section}.{key}"] = default
+    return documented
+
+
+def _value(text: str) -> object:
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-5 as a string
+        except ValueError:
+            return value
+    return value
+
+
+def test_every_config_key_is_documented_with_its_default() -> None:
+    from fedcond.config import Config
+
+    actual = {}
+    for name, value in Config().to_dict().items():
+        if isinstance(value, dict) and not dataclasses.is_dataclass(value):
+            actual.update({f"{name}.{key}": v for key, v in value.items()})
+        else:
+            actual[name] = value
+    documented = _documented_defaults()
+    assert sorted(set(actual) - set(documented)) == [], "config keys missing from docs/configuration.md"
+    assert sorted(set(documented) - set(actual)) == [], "docs/configuration.md documents keys that do not exist"
+    wrong = {key: (documented[key], value) for key, value in actual.items() if _value(documented[key]) != value}
+    assert wrong == {}
