@@ -1,22 +1,21 @@
 """The README and docs/*.md hold what is true: every ```python block runs, every link and config key is real.
 
-Each ```python block is a complete script: it runs as its own process (``sys.executable``) in a fresh
-folder holding a symlink ``configs`` -> the project's configs (so a snippet can say
-``configs/default.yaml`` and write files without littering the checkout), with the project root on
-``PYTHONPATH`` (so ``simulations`` imports). Blocks that are not meant to run are ```text or plain
-fences. The snippets run two at a time (one torch thread each) while the tests report them one by one.
+Each ```python block is a complete script: it runs as its own process in a fresh folder holding a
+symlink ``configs`` -> the project's configs (so a snippet can say ``configs/default.yaml`` and
+write files without littering the checkout), with the project root on ``PYTHONPATH`` (so
+``simulations`` imports). The processes are forked from one that imported torch and the engine
+once (``tests/snippet_server.py``). Blocks that are not meant to run are ```text or plain fences.
+The snippets run two at a time (one torch thread each); the tests report them one by one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,10 +63,6 @@ def collect(pages: tuple[Path, ...] = PAGES) -> list[Snippet]:
 SNIPPETS = collect()
 
 
-#: Snippet processes still running: stopped (with their process groups) when the session ends early.
-_RUNNING: set[subprocess.Popen[str]] = set()
-
-
 @dataclass
 class Outcome:
     returncode: int | None  # None: timed out
@@ -75,68 +70,71 @@ class Outcome:
     seconds: float
 
 
-def run_snippet(snippet: Snippet, folder: Path) -> Outcome:
+def prepare(snippet: Snippet, folder: Path) -> None:
+    """``folder`` with the snippet as ``snippet.py`` and a ``configs`` link to the project's configs."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
-    script = folder / "snippet.py"
-    script.write_text(snippet.code, encoding="utf-8")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("OMP_NUM_THREADS", "1")  # snippets share the cores; oversubscribed threads crawl
-    env.setdefault("MPLBACKEND", "Agg")
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, str(script)], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,  # its own process group: Ray's workers go with it on a timeout
-    )  # fmt: skip
-    _RUNNING.add(process)
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT)
-        returncode: int | None = process.returncode
-    except subprocess.TimeoutExpired:
-        _stop(process)
-        output, _ = process.communicate()
-        returncode = None
-    finally:
-        _RUNNING.discard(process)
-    return Outcome(returncode, output, time.perf_counter() - started)
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    (folder / "snippet.py").write_text(snippet.code, encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
-def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[Snippet, Future[Outcome]]:
-    """Start every selected snippet (slowest first), ``WORKERS`` at a time; each test waits for its own."""
+def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[Snippet, Outcome]:
+    """Run every selected snippet (slowest first), ``WORKERS`` at a time, through ``tests/snippet_server.py``.
+
+    The server imports torch and the engine once and forks a child per snippet: each snippet still
+    runs in a process of its own, but none pays the imports (about 9 CPU-seconds each) again.
+    """
     selected = [
         item.callspec.params["snippet"]
         for item in request.session.items
         if getattr(item, "originalname", None) == "test_snippet_runs" and hasattr(item, "callspec")
     ]
-    pool = ThreadPoolExecutor(max_workers=WORKERS)
-
-    def finish() -> None:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in list(_RUNNING):  # an interrupted session leaves no snippet (or Ray worker) behind
-            _stop(process)
-        pool.shutdown(wait=True)
-
-    request.addfinalizer(finish)
-    folders = {snippet: tmp_path_factory.mktemp("snippet") for snippet in selected}
     ordered = sorted(dict.fromkeys(selected), key=lambda s: -s.cost)
-    return {snippet: pool.submit(run_snippet, snippet, folders[snippet]) for snippet in ordered}
+    folders = {snippet: tmp_path_factory.mktemp("snippet") for snippet in ordered}
+    for snippet, folder in folders.items():
+        prepare(snippet, folder)
+    jobs = [{"id": str(i), "folder": str(folders[s]), "timeout": TIMEOUT} for i, s in enumerate(ordered)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("OMP_NUM_THREADS", "1")  # snippets share the cores; oversubscribed threads crawl
+    env.setdefault("MPLBACKEND", "Agg")
+    server = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "snippet_server.py"), str(ROOT), str(WORKERS)],
+        input=json.dumps(jobs), capture_output=True, text=True, env=env, timeout=TIMEOUT * len(jobs) + 60,
+    )  # fmt: skip
+    assert server.returncode == 0, server.stderr[-4000:]
+    results = json.loads(server.stdout)
+    found = {}
+    for i, snippet in enumerate(ordered):
+        output = folders[snippet] / "output.txt"
+        text = output.read_text(encoding="utf-8", errors="replace") if output.exists() else ""
+        found[snippet] = Outcome(results[str(i)]["returncode"], text, results[str(i)]["seconds"])
+    return found
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.name for s in SNIPPETS])
-def test_snippet_runs(snippet: Snippet, outcomes: dict[Snippet, Future[Outcome]]) -> None:
-    outcome = outcomes[snippet].result()
+def test_snippet_runs(snippet: Snippet, outcomes: dict[Snippet, Outcome]) -> None:
+    outcome = outcomes[snippet]
     tail = "\n".join(outcome.output.splitlines()[-40:])
     assert outcome.returncode is not None, f"{snippet.name}: no result within {TIMEOUT:.0f} s\n{tail}"
     assert outcome.returncode == 0, f"{snippet.name}: exit status {outcome.returncode}\n{tail}"
+
+
+def test_the_runner_reports_failures_and_timeouts(tmp_path: Path) -> None:
+    codes = {"ok": "print('fine')", "fails": "raise ValueError('broken snippet')", "exits": "raise SystemExit(3)",
+             "hangs": "import time\ntime.sleep(60)"}  # fmt: skip
+    jobs = []
+    for name, code in codes.items():
+        prepare(Snippet(ROOT / "README.md", 0, 1, code), tmp_path / name)
+        jobs.append({"id": name, "folder": str(tmp_path / name), "timeout": 5.0 if name == "hangs" else TIMEOUT})
+    server = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "snippet_server.py"), str(ROOT), "4"],
+        input=json.dumps(jobs), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    results = json.loads(server.stdout)
+    assert {name: r["returncode"] for name, r in results.items()} == {"ok": 0, "fails": 1, "exits": 3, "hangs": None}
+    assert "fine" in (tmp_path / "ok" / "output.txt").read_text()
+    assert "ValueError: broken snippet" in (tmp_path / "fails" / "output.txt").read_text()
 
 
 def _with(*needles: str) -> list[Snippet]:
