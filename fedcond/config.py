@@ -72,6 +72,9 @@ class CondenseConfig:
     #: Match against cached real statistics of this many random networks, embedded once (0: a fresh
     #: network and real batch every iteration, the reference DM loop). Embedding feature maps only.
     pool_networks: int = 0
+    #: Embed real and synthetic images through ``torch.compile`` (embedding feature maps): compiled
+    #: once per process and shared by every fresh network; its cost is inside ``condense_seconds``.
+    compile: bool = False
     #: Store each image as factor x factor tiles, each up-sampled to a training image (1: off).
     factor: int = 1
     #: Learn soft labels (``[M, K]`` logits) next to the pixels.
@@ -104,6 +107,14 @@ class EvaluationConfig:
     dsa: bool = True
     #: More architectures to evaluate the same set on (cross-architecture generalisation).
     cross_models: list[str] = field(default_factory=list)
+    #: ``full``: ``runs`` networks x ``epochs`` as given; ``quick``: the tuning protocol of
+    #: :data:`fedcond.evaluation.QUICK_PROTOCOL` (fewer networks and epochs; never for headline tables).
+    protocol: str = "full"
+    #: ``auto`` (bf16 autocast on CUDA, fp32 on the CPU), ``fp32`` or ``bf16`` (fedcond.device.PRECISIONS).
+    precision: str = "auto"
+    #: Train and test through ``torch.compile`` (compiled once per process and shared by every fresh
+    #: network of the same architecture and input shape). Pays when a process trains several networks.
+    compile: bool = False
 
 
 class ConfigSection(Protocol):

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 from fedcond.augment import DSA_MODES, validate_strategy
 from fedcond.condense import CONDENSE_METHODS
 from fedcond.data import DATASETS
-from fedcond.device import check_device
+from fedcond.device import PRECISIONS, check_device
 from fedcond.discrepancies import DISCREPANCIES, build_discrepancy, discrepancy_accepts
 from fedcond.errors import check, check_choice
+from fedcond.evaluation import EVALUATION_PROTOCOLS
 from fedcond.features import FEATURE_MAPS, check_feature_params, feature_kind
 from fedcond.models import MODELS, check_model_options
 
@@ -74,6 +75,8 @@ def _validate_evaluation(config: Config) -> None:
     e = config.evaluation
     for name in [e.model, *e.cross_models]:
         MODELS.get(name)
+    check_choice("evaluation.protocol", e.protocol, tuple(EVALUATION_PROTOCOLS))
+    check_choice("evaluation.precision", e.precision, PRECISIONS)
     check(e.runs >= 1, "evaluation.runs must be at least 1")
     check(e.epochs >= 1, "evaluation.epochs must be at least 1")
     check(e.lr > 0 and e.batch_size >= 1, "evaluation.lr must be > 0 and evaluation.batch_size >= 1")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -49,10 +51,17 @@ def chunk_size(device: torch.device) -> int:
     return CUDA_CHUNK if device.type == "cuda" else CPU_CHUNK
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[None]:
-    """bf16 autocast on CUDA devices that support it; a no-op elsewhere (the CPU stays fp32)."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+#: ``evaluation.precision``: ``auto`` is bf16 autocast on CUDA devices that support it and fp32 on
+#: the CPU; ``fp32`` never autocasts (the old CUDA numerics are ``auto``); ``bf16`` autocasts on
+#: either device, with fp32 master weights. CPU bf16 pays only where the CPU has bf16 instructions
+#: (AVX-512 BF16, AMX); on an AVX2 CPU oneDNN emulates it and a ConvNet step runs ~10x slower.
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager[None]:
+    """The autocast context of ``precision`` on ``device`` (see :data:`PRECISIONS`); a no-op for fp32."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -62,3 +71,19 @@ def prepare_cuda(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+
+
+Fn = TypeVar("Fn", bound=Callable[..., object])
+_COMPILED: dict[str, Callable[..., object]] = {}
+
+
+def compiled_function(name: str, function: Fn) -> Fn:
+    """``torch.compile(function)``, made once per process under ``name`` and then shared.
+
+    The compiled functions take the network as an argument, so every fresh network of the same
+    architecture, input shape and precision reuses one graph (dynamo guards on the module's
+    structure, not its identity): the compile cost is paid once per process, not once per network.
+    """
+    if name not in _COMPILED:
+        _COMPILED[name] = torch.compile(function)
+    return _COMPILED[name]  # type: ignore[return-value]

@@ -13,7 +13,7 @@ evaluated with the same config meet the same initialisations and augmentations.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from fedcond.augment import dsa
 from fedcond.data.base import ImageDataset
-from fedcond.device import autocast, chunk_size, resolve_device
+from fedcond.device import autocast, chunk_size, compiled_function, resolve_device
 from fedcond.errors import DataError
 from fedcond.models import batch_independent, build_model
 from fedcond.seeds import derive_seed
@@ -34,9 +34,30 @@ if TYPE_CHECKING:
     from fedcond.config import Config, EvaluationConfig
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How many fresh networks an evaluation trains, and for how many epochs (None: as configured)."""
+
+    runs: int | None = None
+    epochs: int | None = None
+
+
+#: ``evaluation.protocol``: ``full`` is the field's protocol as configured (default 3 networks x 300
+#: epochs); ``quick`` is the tuning protocol, one network x 100 epochs with the same SGD, schedule,
+#: DSA and test set. Its rank correlation with ``full`` is measured by
+#: ``simulations/benchmark_speed.py`` (docs/benchmarks.md): a quick number ranks sets, it is not a result.
+EVALUATION_PROTOCOLS: dict[str, Protocol] = {"full": Protocol(), "quick": Protocol(runs=1, epochs=100)}
+
+
+def protocol_settings(cfg: EvaluationConfig) -> EvaluationConfig:
+    """``cfg`` with the runs and epochs of its ``protocol``."""
+    preset = EVALUATION_PROTOCOLS[cfg.protocol]
+    return replace(cfg, runs=preset.runs or cfg.runs, epochs=preset.epochs or cfg.epochs)
+
+
 @dataclass
 class EvaluationResult:
-    """Test accuracies (percent) of ``runs`` fresh ``model`` networks."""
+    """Test accuracies (percent) of ``runs`` fresh ``model`` networks under ``protocol``."""
 
     model: str
     runs: int
@@ -45,6 +66,7 @@ class EvaluationResult:
     accuracy_mean: float
     accuracy_std: float
     seconds: float
+    protocol: str = "full"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +130,7 @@ def fit(
     anchor = [p.detach().clone() for p in net.parameters()] if proximal_mu > 0 else []
     # Pieces of a batch give the same gradient only when samples don't see each other (no batch norm).
     piece = chunk_size(device) if batch_independent(net) else cfg.batch_size
+    loss_of = compiled_function("piece-loss", piece_loss) if cfg.compile else piece_loss
     net.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(len(images), generator=generator).to(device)
@@ -116,9 +139,9 @@ def fit(
             if dsa_strategy is not None:
                 x = dsa(x, dsa_strategy, generator=generator, mode=dsa_mode)
             optimizer.zero_grad(set_to_none=True)
-            for xp, yp in zip(x.split(piece), y.split(piece)):
-                with autocast(device):
-                    loss = F.cross_entropy(net(xp), yp, reduction="sum") / len(x)
+            for xp, yp in zip(*_pieces(x, y, piece, equal=cfg.compile)):
+                with autocast(device, cfg.precision):
+                    loss = loss_of(net, xp, yp) / len(x)
                 loss.backward()
             if anchor:
                 proximal = sum(((p - a) ** 2).sum() for p, a in zip(net.parameters(), anchor))
@@ -128,15 +151,55 @@ def fit(
     return net.eval()
 
 
+def piece_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of ``net`` on a piece of a batch (hard ``[m]`` or soft ``[m, K]`` labels)."""
+    return F.cross_entropy(net(images), labels, reduction="sum")
+
+
+def predict(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Predicted classes of ``net`` for ``images``."""
+    return net(images).argmax(1)
+
+
+def _pieces(x: torch.Tensor, y: torch.Tensor, size: int, *, equal: bool) -> tuple[tuple[torch.Tensor, ...], ...]:
+    # A compiled graph is specialised to its input shape: near-equal pieces (100 -> 50 + 50, not
+    # 64 + 36) keep one shape per batch size. Eager keeps the old split, so its numerics are unchanged.
+    if equal:
+        count = -(-len(x) // size)
+        return x.tensor_split(count), y.tensor_split(count)
+    return x.split(size), y.split(size)
+
+
 @torch.inference_mode()
-def test_accuracy(net: nn.Module, test: ImageDataset, device: torch.device) -> float:
-    """Top-1 accuracy of ``net`` on ``test``, in percent."""
+def test_accuracy(
+    net: nn.Module, test: ImageDataset, device: torch.device, *, precision: str = "auto", compiled: bool = False
+) -> float:
+    """Top-1 accuracy of ``net`` on ``test``, in percent.
+
+    Parameters
+    ----------
+    net
+        The trained network (put in eval mode).
+    test
+        The test split.
+    device
+        Where ``net`` lives.
+    precision
+        ``evaluation.precision`` (:data:`fedcond.device.PRECISIONS`).
+    compiled
+        Run the forward pass through ``torch.compile``; the last chunk is padded to the chunk size
+        so one graph serves the whole test set.
+    """
     net.eval()
     size = chunk_size(device)
+    forward = compiled_function("predict", predict) if compiled else predict
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for x, y in zip(test.images.split(size), test.labels.split(size)):
-        with autocast(device):
-            correct += (net(x.to(device)).argmax(1) == y.to(device)).sum()
+        x, y = x.to(device), y.to(device)
+        if compiled and len(x) < size:
+            x = torch.cat([x, x.new_zeros((size - len(x), *x.shape[1:]))])
+        with autocast(device, precision):
+            correct += (forward(net, x)[: len(y)] == y).sum()
     return 100.0 * int(correct) / len(test)
 
 
@@ -159,7 +222,8 @@ def evaluate_synthetic(
     test
         The real test split; its images must have the set's shape and its label space.
     config
-        ``evaluation`` is the protocol (model, runs, epochs, SGD settings, DSA); DSA uses
+        ``evaluation`` is the protocol (model, runs, epochs, SGD settings, DSA; ``protocol: quick``
+        replaces runs and epochs by the tuning protocol's); DSA uses
         ``condense.dsa_strategy`` and ``dsa_mode``. Run ``r`` is seeded from ``(config.seed, r)``
         only, so every set evaluated under one config meets the same networks and augmentations.
     model
@@ -179,7 +243,7 @@ def evaluate_synthetic(
     fedcond.errors.DataError
         A set whose image shape or classes do not match ``test``.
     """
-    cfg = config.evaluation
+    cfg = protocol_settings(config.evaluation)
     model = model or cfg.model
     device = device or resolve_device(config.device)
     progress = config.progress if progress is None else progress
@@ -205,7 +269,7 @@ def evaluate_synthetic(
             device=device,
             seed=run_seed(config.seed, run),
         )
-        accuracies.append(test_accuracy(net, test, device))
+        accuracies.append(test_accuracy(net, test, device, precision=cfg.precision, compiled=cfg.compile))
     mean = float(np.mean(accuracies))
     std = float(np.std(accuracies))
     return EvaluationResult(
@@ -216,4 +280,5 @@ def evaluate_synthetic(
         accuracy_mean=round(mean, 4),
         accuracy_std=round(std, 4),
         seconds=round(time.perf_counter() - started, 3),
+        protocol=cfg.protocol,
     )

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedcond.device import autocast, chunk_size
+from fedcond.device import autocast, chunk_size, compiled_function
 from fedcond.discrepancies.base import FEATURE_KINDS, Features
 from fedcond.errors import ConfigError
 from fedcond.models import ImageClassifier, build_model
@@ -56,6 +56,9 @@ class FeatureContext:
     image_size: tuple[int, int]
     device: torch.device
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Embed through ``torch.compile`` (``condense.compile``): one graph per process and input shape,
+    #: shared by every fresh network of the architecture.
+    compile: bool = False
 
     def build_network(self) -> ImageClassifier:
         """A freshly initialised network (the caller seeds torch's RNG)."""
@@ -67,6 +70,16 @@ class FeatureContext:
             **self.model_kwargs,
         )
         return net.to(self.device)
+
+    def embed(self, net: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
+        """``net.embed(x)``, compiled when :attr:`compile` is set."""
+        if self.compile:
+            return compiled_function("embed", _embed)(net, x)
+        return net.embed(x)
+
+
+def _embed(net: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
+    return net.embed(x)
 
 
 class FeatureMap(abc.ABC):
@@ -137,7 +150,7 @@ class RandomEmbedding(FeatureMap):
         if self.net is None:
             self.refresh()
         with torch.set_grad_enabled(differentiable):
-            return self.net.embed(x)
+            return self.context.embed(self.net, x)
 
 
 @register_feature_map("trained-embedding")
@@ -152,7 +165,7 @@ class TrainedEmbedding(FeatureMap):
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
         with torch.set_grad_enabled(differentiable):
-            return self.net.embed(x)
+            return self.context.embed(self.net, x)
 
 
 @register_feature_map("mixed-embedding")
@@ -186,7 +199,7 @@ class MixedEmbedding(FeatureMap):
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
         with torch.set_grad_enabled(differentiable):
-            return self.net.embed(x)
+            return self.context.embed(self.net, x)
 
 
 @register_feature_map("logits")
@@ -307,9 +320,14 @@ def embed_in_chunks(
     """
     target = device if device is not None else images.device
     size = chunk_size(target)
+    # A compiled embedding is specialised to its input shape: near-equal chunks (100 -> 50 + 50)
+    # keep one shape per call; eager keeps the plain split, so its numerics are unchanged.
+    count = -(-len(images) // size)
+    pieces = (images.tensor_split(count), labels.tensor_split(count)) if feature_map.context.compile else (
+        images.split(size), labels.split(size))
     parts = []
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
-        for x, y in zip(images.split(size), labels.split(size)):
+        for x, y in zip(*pieces):
             # The network may run in bf16 on a GPU; discrepancies always see fp32 features.
             with autocast(target):
                 features = feature_map(x.to(target), y.to(target), differentiable=differentiable)

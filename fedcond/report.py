@@ -17,11 +17,39 @@ RESULTS_FILE = "results.json"
 
 
 def peak_memory_mb(device: torch.device | None = None) -> float:
-    """Peak resident memory of this process so far (MB), plus CUDA's peak allocation when on a GPU."""
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """Peak resident memory (MB) since the process started or :func:`reset_peak_memory`, plus CUDA's peak allocation.
+
+    Linux's ``VmHWM`` is read where it exists (it can be reset, so each benchmark row reports its
+    own peak); elsewhere the process-lifetime ``ru_maxrss``.
+    """
+    rss_mb = _vm_hwm_mb()
+    if rss_mb is None:
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     if device is not None and device.type == "cuda":
         rss_mb += torch.cuda.max_memory_allocated(device) / 2**20
     return round(rss_mb, 1)
+
+
+def reset_peak_memory(device: torch.device | None = None) -> bool:
+    """Start a new peak for :func:`peak_memory_mb` (Linux ``clear_refs`` 5); False where it cannot."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
 def write_results(out_dir: Path, command: str, results: dict[str, Any]) -> Path:

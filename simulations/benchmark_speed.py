@@ -27,7 +27,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from fedcond import Config, condense, evaluate_synthetic, load_dataset
 from fedcond.augment import apply_dsa, dsa, sample_dsa_params
@@ -44,9 +45,13 @@ from fedcond.errors import FedcondError
 from fedcond.evaluation import run_seed
 from fedcond.io import atomic_write_json
 from fedcond.models import build_model
-from fedcond.report import peak_memory_mb
+from fedcond.report import peak_memory_mb, reset_peak_memory
 from fedcond.seeds import derive_seed
 from simulations.reporting import add_update_readme_argument, machine, measured_header, replace_readme_block
+from simulations.speed_time_to_accuracy import run_time_to_accuracy
+from simulations.speed_time_to_accuracy import table as time_table
+from simulations.speed_tuning import QUICK_TUNING_SETS, TUNING_SETS, merge_parts, run_tuning
+from simulations.speed_tuning import table as tuning_table
 
 README_START = "<!-- benchmark-speed:start -->"
 README_END = "<!-- benchmark-speed:end -->"
@@ -73,7 +78,7 @@ class Settings:
     #: Run length over which the pool's build time is amortised.
     amortise_seconds: float = 600.0
     #: Evaluation: the field's protocol, per network.
-    eval_runs: int = 2
+    eval_runs: int = 3
     eval_epochs: int = 300
     eval_lr: float = 0.01
     eval_momentum: float = 0.9
@@ -82,11 +87,28 @@ class Settings:
     test_batch: int = 256
     model: str = "convnet"
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    #: The tuning-protocol correlation: the DM sets' pool and real batch per class.
+    tuning_pool_networks: int = 8
+    tuning_batch_real: int = 128
+    quick_sets: bool = False
+    #: Measure the torch.compile rows (compiling costs about a minute, once per process).
+    compiled_rows: bool = True
+    #: Time to DM's published accuracy: a shipped config, condensed and evaluated once per seed.
+    time_to_accuracy_config: str = "configs/fashion-mnist-fast-ipc10.yaml"
+    time_to_accuracy_seeds: tuple[int, ...] = (0, 1, 2)
+    time_to_accuracy_overrides: tuple[str, ...] = ()
 
 
 FULL = Settings()
 #: Seconds on digits: checks the script end to end, measures nothing worth reporting.
-QUICK = Settings(dataset="digits", iterations=2, eval_runs=1, eval_epochs=2, batch_real=16, pool_networks=4)
+QUICK = Settings(
+    dataset="digits", iterations=2, eval_runs=1, eval_epochs=2, batch_real=16, pool_networks=4,
+    tuning_pool_networks=2, tuning_batch_real=16, quick_sets=True, compiled_rows=False,
+    time_to_accuracy_seeds=(0,),
+    time_to_accuracy_overrides=("dataset.name=digits", "condense.iterations=3", "condense.pool_networks=2",
+                                "condense.batch_real=16", "evaluation.runs=1", "evaluation.epochs=2"),
+)
+PARTS = ("condense", "evaluation", "tuning", "time-to-accuracy")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +278,7 @@ def reference_train_and_test(
 
 
 def engine_config(
-    settings: Settings, *, method: str = "matching", iterations: int | None = None, pool: int = 0
+    settings: Settings, *, method: str = "matching", iterations: int | None = None, pool: int = 0, compile: bool = False
 ) -> Config:
     """The engine's config for the same work the reference does."""
     condense_section: dict[str, Any] = {
@@ -275,6 +297,7 @@ def engine_config(
         "dsa_strategy": settings.dsa_strategy,
         "dsa_mode": "single",
         "pool_networks": pool,  # explicit: 0 is the reference's algorithm, whatever the default becomes
+        "compile": compile,
     }
     return Config.from_dict(
         {
@@ -292,6 +315,7 @@ def engine_config(
                 "weight_decay": settings.eval_weight_decay,
                 "batch_size": settings.eval_batch,
                 "dsa": True,
+                "compile": compile,
             },
         }
     )
@@ -318,8 +342,18 @@ def _sync(device: torch.device) -> None:
 # The run
 
 
-def run(settings: Settings, quick: bool, save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Measure both comparisons; ``save`` receives the results after every measurement."""
+def run(
+    settings: Settings,
+    quick: bool,
+    save: Callable[[dict[str, Any]], None],
+    parts: Sequence[str] = PARTS,
+    shard: tuple[int, int] = (0, 1),
+) -> dict[str, Any]:
+    """Measure the ``parts``; ``save`` receives the results after every measurement.
+
+    ``shard`` ``(k, n)`` makes the tuning part measure every n-th set from the k-th, so n
+    processes share it (merge their results with ``--from-results``).
+    """
     probe = engine_config(settings)
     engine_config(settings, pool=settings.pool_networks)  # a config error shows now, not after minutes
     results: dict[str, Any] = {
@@ -328,10 +362,15 @@ def run(settings: Settings, quick: bool, save: Callable[[dict[str, Any]], None])
         "machine": machine(),
         "dataset": settings.dataset,
         "quick": quick,
+        "parts": list(parts),
         "complete": False,
         "settings": dataclasses.asdict(settings),
         "condense": None,
         "evaluation": None,
+        "tuning": None,
+        "time_to_accuracy": None,
+        "peak_gflops": None,
+        "checks": {},
         "peak_memory_mb": None,
         # Another busy process on the machine slows the many small ops of the reference loops far
         # more than the engine's few large ones (oversubscribed OpenMP threads): its ratios are not comparable.
@@ -350,10 +389,61 @@ def run(settings: Settings, quick: bool, save: Callable[[dict[str, Any]], None])
         return results
     splits = load_dataset(probe.dataset)
     device = resolve_device(probe.device)
-    train, test = splits.train, splits.test
-    n = settings.iterations
+    if "condense" in parts:
+        results["condense"] = {}
+        measure_condense(splits.train, settings, device, results, save)
+    if "evaluation" in parts:
+        results["peak_gflops"] = measure_peak_gflops()
+        results["evaluation"] = {}
+        measure_evaluation(splits.train, splits.test, settings, device, results, save)
+    if "tuning" in parts:
+        k, n = shard
+        sets = (QUICK_TUNING_SETS if settings.quick_sets else TUNING_SETS)[k::n]
 
-    # -- comparison 1: condensation
+        def save_tuning(part: dict[str, Any]) -> None:
+            results["tuning"] = part
+            _progress(f"tuning: {part['sets'][-1]['name']} measured", results, save)
+
+        run_tuning(
+            splits.train,
+            splits.test,
+            engine_config(settings).to_dict(),
+            sets,
+            pool_networks=settings.tuning_pool_networks,
+            batch_real=settings.tuning_batch_real,
+            device=device,
+            save=save_tuning,
+        )
+    if "time-to-accuracy" in parts:
+
+        def save_time(part: dict[str, Any]) -> None:
+            results["time_to_accuracy"] = part
+            _progress(f"time to accuracy: seed {part['runs'][-1]['seed']} measured", results, save)
+
+        run_time_to_accuracy(
+            splits.train,
+            splits.test,
+            Path(settings.time_to_accuracy_config),
+            settings.time_to_accuracy_seeds,
+            settings.time_to_accuracy_overrides,
+            device=device,
+            save=save_time,
+        )
+    results["complete"] = True
+    results["peak_memory_mb"] = peak_memory_mb(device)
+    results["load_average_1min"]["end"] = round(os.getloadavg()[0], 2)
+    return results
+
+
+def measure_condense(
+    train: ImageDataset,
+    settings: Settings,
+    device: torch.device,
+    results: dict[str, Any],
+    save: Callable[[dict[str, Any]], None],
+) -> None:
+    """Comparison 1: the reference DM iteration against the engine's, without and with the pool."""
+    n = settings.iterations
     c: dict[str, Any] = {
         "iterations": n,
         "pool_networks": settings.pool_networks,
@@ -365,21 +455,32 @@ def run(settings: Settings, quick: bool, save: Callable[[dict[str, Any]], None])
         "speedup_no_pool": None,
         "speedup_pool": None,
         "speedup_pool_amortised": None,
+        "engine_compiled_no_pool_s_per_it": None,
+        "speedup_compiled_no_pool": None,
+        "compile_seconds": None,
+        "row_peak_memory_mb": {},
     }
     results["condense"] = c
+    reset_peak_memory(device)
     reference = reference_condense(train, settings, n, device=device)
     c["reference_s_per_it"] = round(reference.seconds_per_iteration, 4)
+    c["row_peak_memory_mb"]["reference"] = peak_memory_mb(device)
     _progress(f"reference condense: {reference.seconds_per_iteration:.3f} s/it", results, save)
 
     # The engine's own warm-up: one untimed iteration on the per-iteration path.
     condense(train, engine_config(settings, iterations=settings.warmup_iterations), device=device)
+    reset_peak_memory(device)
     synthetic = condense(train, engine_config(settings, iterations=n), device=device)
     no_pool = synthetic.metadata["timings"]["condense_seconds"] / max(1, n)
     c["engine_no_pool_s_per_it"] = round(no_pool, 4)
     c["speedup_no_pool"] = _ratio(reference.seconds_per_iteration, no_pool)
+    c["row_peak_memory_mb"]["engine_no_pool"] = peak_memory_mb(device)
     _progress(f"engine condense, no pool: {no_pool:.3f} s/it", results, save)
 
+    if settings.compiled_rows:
+        measure_compiled_condense(train, settings, device, reference.seconds_per_iteration, results, save)
     if settings.pool_networks > 0:
+        reset_peak_memory(device)
         synthetic = condense(train, engine_config(settings, iterations=n, pool=settings.pool_networks), device=device)
         timings = synthetic.metadata["timings"]
         if "pool_seconds" not in timings:
@@ -394,6 +495,7 @@ def run(settings: Settings, quick: bool, save: Callable[[dict[str, Any]], None])
             speedup_pool=_ratio(reference.seconds_per_iteration, per_it),
             speedup_pool_amortised=_ratio(reference.seconds_per_iteration, amortised),
         )
+        c["row_peak_memory_mb"]["engine_pool"] = peak_memory_mb(device)
         _progress(
             f"engine condense, pool of {settings.pool_networks}: {per_it:.3f} s/it "
             f"(pool built in {pool_seconds:.1f} s; amortised {amortised:.3f} s/it)",
@@ -401,7 +503,40 @@ def run(settings: Settings, quick: bool, save: Callable[[dict[str, Any]], None])
             save,
         )
 
-    # -- comparison 2: evaluation of a random-real coreset
+
+
+def measure_compiled_condense(
+    train: ImageDataset,
+    settings: Settings,
+    device: torch.device,
+    reference_s_per_it: float,
+    results: dict[str, Any],
+    save: Callable[[dict[str, Any]], None],
+) -> None:
+    """The exact objective with compiled embeddings; an untimed warm-up pays the compile."""
+    c, n = results["condense"], settings.iterations
+    started = time.perf_counter()
+    condense(train, engine_config(settings, iterations=settings.warmup_iterations, compile=True), device=device)
+    c["compile_seconds"] = round(time.perf_counter() - started, 1)
+    reset_peak_memory(device)
+    synthetic = condense(train, engine_config(settings, iterations=n, compile=True), device=device)
+    compiled = synthetic.metadata["timings"]["condense_seconds"] / max(1, n)
+    c["engine_compiled_no_pool_s_per_it"] = round(compiled, 4)
+    c["speedup_compiled_no_pool"] = _ratio(reference_s_per_it, compiled)
+    c["row_peak_memory_mb"]["engine_compiled_no_pool"] = peak_memory_mb(device)
+    _progress(f"engine condense, no pool, compiled: {compiled:.3f} s/it", results, save)
+
+
+
+def measure_evaluation(
+    train: ImageDataset,
+    test: ImageDataset,
+    settings: Settings,
+    device: torch.device,
+    results: dict[str, Any],
+    save: Callable[[dict[str, Any]], None],
+) -> None:
+    """Comparison 2: the straightforward protocol loop against ``evaluate_synthetic`` on one coreset."""
     coreset = condense(train, engine_config(settings, method="random"), device=device)
     e: dict[str, Any] = {
         "epochs": settings.eval_epochs,
@@ -415,10 +550,22 @@ def run(settings: Settings, quick: bool, save: Callable[[dict[str, Any]], None])
         "reference_accuracies": None,
         "reference_vectorised_accuracies": None,
         "engine_accuracies": None,
+        "engine_compiled_s_per_network": None,
+        "engine_compiled_accuracies": None,
+        "compile_seconds": None,
+        "speedup_compiled_vs_per_image": None,
+        "speedup_compiled_vs_vectorised": None,
+        "speedup_compiled_amortised_vs_per_image": None,
+        "gflops": {},
+        "share_of_peak": None,
+        "row_peak_memory_mb": {},
     }
     results["evaluation"] = e
+    network_flops = network_flops_per_evaluation(coreset.images, test, settings)
+    e["gflop_per_network"] = round(network_flops / 1e9, 1)
     for per_image, name in ((True, "per_image"), (False, "vectorised")):
         accuracies = []
+        reset_peak_memory(device)
         started = time.perf_counter()
         for r in range(settings.eval_runs):
             accuracies.append(
@@ -437,26 +584,113 @@ def run(settings: Settings, quick: bool, save: Callable[[dict[str, Any]], None])
         e[f"reference_{name}_dsa_s_per_network"] = round(seconds, 3)
         key = "reference_accuracies" if per_image else "reference_vectorised_accuracies"
         e[key] = [round(a, 2) for a in accuracies]
+        e["row_peak_memory_mb"][f"reference_{name}"] = peak_memory_mb(device)
+        e["gflops"][f"reference_{name}"] = round(network_flops / seconds / 1e9, 1)
         _progress(f"reference evaluation, {name.replace('_', '-')} DSA: {seconds:.2f} s/network", results, save)
 
-    evaluation = evaluate_synthetic(coreset, test, engine_config(settings, method="random"), device=device)
-    engine_seconds = evaluation.seconds / settings.eval_runs
-    e["engine_s_per_network"] = round(engine_seconds, 3)
-    e["engine_accuracies"] = [round(a, 2) for a in evaluation.accuracies]
-    e["speedup_vs_per_image"] = _ratio(e["reference_per_image_dsa_s_per_network"], engine_seconds)
-    e["speedup_vs_vectorised"] = _ratio(e["reference_vectorised_dsa_s_per_network"], engine_seconds)
-    _progress(f"engine evaluation: {engine_seconds:.2f} s/network", results, save)
+    for compiled in (False, True) if settings.compiled_rows else (False,):
+        name = "engine_compiled" if compiled else "engine"
+        config = engine_config(settings, method="random", compile=compiled)
+        compile_seconds = None
+        if compiled:
+            # Pays the compile once (train and test graphs), as a process evaluating many sets does.
+            warm = dataclasses.replace(config.evaluation, runs=1, epochs=1)
+            started = time.perf_counter()
+            evaluate_synthetic(coreset, test, config.replace(evaluation=warm), device=device)
+            compile_seconds = round(time.perf_counter() - started, 1)
+        reset_peak_memory(device)
+        evaluation = evaluate_synthetic(coreset, test, config, device=device)
+        seconds = evaluation.seconds / settings.eval_runs
+        e[f"{name}_s_per_network"] = round(seconds, 3)
+        e[f"{name}_accuracies"] = [round(a, 2) for a in evaluation.accuracies]
+        e["row_peak_memory_mb"][name] = peak_memory_mb(device)
+        e["gflops"][name] = round(network_flops / seconds / 1e9, 1)
+        suffix = "_compiled" if compiled else ""
+        e[f"speedup{suffix}_vs_per_image"] = _ratio(e["reference_per_image_dsa_s_per_network"], seconds)
+        e[f"speedup{suffix}_vs_vectorised"] = _ratio(e["reference_vectorised_dsa_s_per_network"], seconds)
+        if compiled:
+            e["compile_seconds"] = compile_seconds
+            amortised = seconds + compile_seconds / settings.eval_runs
+            e["speedup_compiled_amortised_vs_per_image"] = _ratio(e["reference_per_image_dsa_s_per_network"], amortised)
+        _progress(f"{name.replace('_', ' ')} evaluation: {seconds:.2f} s/network", results, save)
+    best = max(e["gflops"].values())
+    e["share_of_peak"] = round(best / results["peak_gflops"]["value"], 3) if results.get("peak_gflops") else None
 
-    results["complete"] = True
-    results["peak_memory_mb"] = peak_memory_mb(device)
-    results["load_average_1min"]["end"] = round(os.getloadavg()[0], 2)
-    return results
+
+def network_flops_per_evaluation(coreset_images: torch.Tensor, test: ImageDataset, settings: Settings) -> int:
+    """Multiply-add FLOPs (x2) of one protocol network: every epoch's forward+backward, then the test pass.
+
+    Counted by torch's ``FlopCounterMode`` (convolutions and matrix products, as FLOP counts are
+    reported in the field) on a few images and scaled: both passes are linear in the images.
+    """
+    channels, height, width = coreset_images.shape[1:]
+    net = build_model(settings.model, channels=channels, num_classes=test.num_classes, image_size=(height, width))
+    probe = coreset_images[:4].clone()
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(net(probe), torch.zeros(len(probe), dtype=torch.long)).backward()
+    train_per_image = counter.get_total_flops() / len(probe)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(probe)
+    test_per_image = counter.get_total_flops() / len(probe)
+    return int(settings.eval_epochs * len(coreset_images) * train_per_image + len(test) * test_per_image)
+
+
+def measure_peak_gflops(size: int = 2048, repeats: int = 5) -> dict[str, Any]:
+    """This CPU's (or GPU's) fp32 peak as a large GEMM reaches it: the best of ``repeats`` timed products."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return {"value": round(2 * size**3 / best / 1e9, 1), "how": f"best of {repeats} fp32 {size}x{size} GEMMs"}
 
 
 def _progress(message: str, results: dict[str, Any], save: Callable[[dict[str, Any]], None]) -> None:
     print(message, file=sys.stderr, flush=True)
-    results["peak_memory_mb"] = peak_memory_mb()
+    results["peak_memory_mb"] = max(results.get("peak_memory_mb") or 0, peak_memory_mb())
+    results["checks"] = checks(results)
     save(results)
+
+
+#: The issue's targets, each checked from the measured figures.
+EVALUATION_TARGET = 3.0
+CONDENSE_TARGET = 4.0
+ROW_MEMORY_TARGET_MB = 4096
+
+
+def _check(target: str, value: float | None, met: bool | None) -> dict[str, Any]:
+    return {"target": target, "value": value, "met": bool(met) if value is not None else False}
+
+
+def checks(results: dict[str, Any]) -> dict[str, Any]:
+    """One entry per target with its measured value and ``met``; parts not measured are absent."""
+    out: dict[str, Any] = {}
+    e, c, t = results.get("evaluation"), results.get("condense"), results.get("tuning")
+    if e and e.get("speedup_vs_per_image") is not None:
+        best = max(v for v in (e.get("speedup_vs_per_image"), e.get("speedup_compiled_vs_per_image")) if v is not None)
+        out["evaluation_speedup"] = _check(
+            f">= {EVALUATION_TARGET}x the per-image-DSA protocol loop per network (best engine path; "
+            "compile paid once per process, reported apart)", best, best >= EVALUATION_TARGET)
+    if c and c.get("speedup_no_pool") is not None:
+        best = max(v for v in (c.get("speedup_no_pool"), c.get("speedup_compiled_no_pool")) if v is not None)
+        out["condense_speedup_exact"] = _check(
+            f">= {CONDENSE_TARGET}x the reference DM iteration on the exact (per-iteration) path", best,
+            best >= CONDENSE_TARGET)
+    if results.get("time_to_accuracy"):
+        out["time_to_dm_accuracy"] = results["time_to_accuracy"]["check"]
+    if t and t.get("checks"):
+        out["tuning_spearman_rho"] = t["checks"]["spearman_rho"]
+        out["tuning_time_share"] = t["checks"]["time_share"]
+    rows = [*((e or {}).get("row_peak_memory_mb") or {}).values(), *((c or {}).get("row_peak_memory_mb") or {}).values(),
+            *(r.get("peak_memory_mb") or 0 for r in (t or {}).get("sets", [])),
+            *(r.get("peak_memory_mb") or 0 for r in (results.get("time_to_accuracy") or {}).get("runs", []))]
+    if rows:
+        worst = max(rows)
+        out["row_peak_memory"] = _check(f"<= {ROW_MEMORY_TARGET_MB} MB for every row", worst,
+                                        worst <= ROW_MEMORY_TARGET_MB)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,39 +711,87 @@ def _accuracy(values: list[float] | None) -> str:
     return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
 
 
+def _mb(rows: dict[str, Any], key: str) -> str:
+    value = (rows or {}).get(key)
+    return "-" if value is None else f"{value:.0f}"
+
+
 def table(results: dict[str, Any]) -> str:
-    """Markdown table: reference vs engine time per unit of work, and the speed-up (reference / engine)."""
-    lines = [
-        "| measurement | reference | engine | speed-up |",
-        "|---|---|---|---|",
-    ]
+    """Markdown: reference vs engine time per unit of work, the speed-up (reference / engine), each
+    engine row's peak RSS, then the tuning table and the targets' checks."""
+    lines: list[str] = []
     c, e = results.get("condense"), results.get("evaluation")
+    if c or e:
+        lines += ["| measurement | reference | engine | speed-up | engine peak RSS MB |", "|---|---|---|---|---|"]
     if c:
-        ref = _num(c.get("reference_s_per_it"), 3)
+        ref, rows = _num(c.get("reference_s_per_it"), 3), c.get("row_peak_memory_mb") or {}
         lines.append(
-            f"| condense s/iteration, per-iteration path | {ref} | {_num(c.get('engine_no_pool_s_per_it'), 3)} | "
-            f"{_times(c.get('speedup_no_pool'))} |"
+            f"| condense s/iteration, per-iteration path (exact objective) | {ref} | "
+            f"{_num(c.get('engine_no_pool_s_per_it'), 3)} | {_times(c.get('speedup_no_pool'))} | "
+            f"{_mb(rows, 'engine_no_pool')} |"
         )
+        if c.get("engine_compiled_no_pool_s_per_it") is not None:
+            lines.append(
+                f"| condense s/iteration, per-iteration path compiled (compile {c['compile_seconds']:.0f} s once per "
+                f"process, not counted) | {ref} | {_num(c['engine_compiled_no_pool_s_per_it'], 3)} | "
+                f"{_times(c.get('speedup_compiled_no_pool'))} | {_mb(rows, 'engine_compiled_no_pool')} |"
+            )
         if c.get("engine_pool_s_per_it") is not None:
             p, pool_s = c["pool_networks"], c["pool_seconds"]
             lines += [
                 f"| condense s/iteration, pool of {p} networks (build {pool_s:.1f} s not counted) | {ref} | "
-                f"{_num(c['engine_pool_s_per_it'], 3)} | {_times(c.get('speedup_pool'))} |",
+                f"{_num(c['engine_pool_s_per_it'], 3)} | {_times(c.get('speedup_pool'))} | {_mb(rows, 'engine_pool')} |",
                 f"| condense s/iteration, pool build amortised over a 10-minute run | {ref} | "
-                f"{_num(c['engine_pool_amortised_s_per_it'], 3)} | {_times(c.get('speedup_pool_amortised'))} |",
+                f"{_num(c['engine_pool_amortised_s_per_it'], 3)} | {_times(c.get('speedup_pool_amortised'))} | |",
             ]
     if e:
         engine = _num(e.get("engine_s_per_network"), 2)
+        compiled = _num(e.get("engine_compiled_s_per_network"), 2)
         per_image = _num(e.get("reference_per_image_dsa_s_per_network"), 2)
         per_batch = _num(e.get("reference_vectorised_dsa_s_per_network"), 2)
+        rows = e.get("row_peak_memory_mb") or {}
         lines += [
             f"| evaluation s/network, reference DSA per image | {per_image} | {engine} | "
-            f"{_times(e.get('speedup_vs_per_image'))} |",
+            f"{_times(e.get('speedup_vs_per_image'))} | {_mb(rows, 'engine')} |",
             f"| evaluation s/network, reference DSA per batch | {per_batch} | {engine} | "
-            f"{_times(e.get('speedup_vs_vectorised'))} |",
-            f"| test accuracy % (mean ± std over {e['runs']} networks; reference: DSA per image) | "
-            f"{_accuracy(e.get('reference_accuracies'))} | {_accuracy(e.get('engine_accuracies'))} | |",
+            f"{_times(e.get('speedup_vs_vectorised'))} | |",
         ]
+        if e.get("engine_compiled_s_per_network") is not None:
+            lines += [
+                f"| evaluation s/network compiled (compile {e['compile_seconds']:.0f} s once per process, not counted),"
+                f" reference DSA per image | {per_image} | {compiled} | {_times(e.get('speedup_compiled_vs_per_image'))}"
+                f" | {_mb(rows, 'engine_compiled')} |",
+                f"| evaluation compiled, compile spread over these {e['runs']} networks | {per_image} | | "
+                f"{_times(e.get('speedup_compiled_amortised_vs_per_image'))} | |",
+            ]
+        g = e.get("gflops") or {}
+        if g:
+            peak = (results.get("peak_gflops") or {}).get("value")
+            share = e.get("share_of_peak")
+            share_text = "-" if share is None else f"{100 * share:.0f} % of peak"
+            peak_text = "" if peak is None else f"; GEMM peak {peak:.0f}"
+            lines.append(
+                f"| evaluation GFLOP/s ({e.get('gflop_per_network')} GFLOP per network; eager / compiled{peak_text}) | "
+                f"{_num(g.get('reference_per_image'), 1)} | {_num(g.get('engine'), 1)} / "
+                f"{_num(g.get('engine_compiled'), 1)} | {share_text} | |"
+            )
+        lines.append(
+            f"| test accuracy % (mean ± std over {e['runs']} networks; reference: DSA per image; engine: eager"
+            f"{' / compiled' if e.get('engine_compiled_accuracies') else ''}) | {_accuracy(e.get('reference_accuracies'))} | "
+            f"{_accuracy(e.get('engine_accuracies'))}"
+            f"{' / ' + _accuracy(e.get('engine_compiled_accuracies')) if e.get('engine_compiled_accuracies') else ''} | | |"
+        )
+    if results.get("tuning"):
+        lines += ["", "Tuning protocol against the full protocol, same evaluation seed:", "", tuning_table(results["tuning"])]
+    if results.get("time_to_accuracy"):
+        lines += ["", "Time to DM's published accuracy (Fashion-MNIST ipc 10, 83.5 %):", "",
+                  time_table(results["time_to_accuracy"])]
+    checks_ = results.get("checks") or {}
+    if checks_:
+        lines += ["", "Targets:", ""]
+        for name, check in checks_.items():
+            value = check.get("value")
+            lines.append(f"- `{name}` {check['target']}: {'met' if check['met'] else 'missed'} (measured {value})")
     return "\n".join(lines)
 
 
@@ -551,9 +833,31 @@ def _read_results(path: Path) -> dict[str, Any]:
     return results
 
 
+def merge_results(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs: each part from the last run that measured it, tuning sets pooled."""
+    merged = dict(runs[0])
+    tuning = [r["tuning"] for r in runs if r.get("tuning")]
+    for other in runs[1:]:
+        for key in ("condense", "evaluation", "time_to_accuracy", "peak_gflops"):
+            if other.get(key):
+                merged[key] = other[key]
+        merged["peak_memory_mb"] = max(merged.get("peak_memory_mb") or 0, other.get("peak_memory_mb") or 0) or None
+        merged["date"] = max(merged["date"], other["date"])
+    if tuning:
+        merged["tuning"] = merge_parts(tuning)
+    merged["complete"] = all(r.get("complete", True) for r in runs)
+    merged["parts"] = sorted({p for r in runs for p in r.get("parts", PARTS)}, key=PARTS.index)
+    merged["checks"] = checks(merged)
+    if len(runs) > 1:
+        merged["command"] = "\n".join(dict.fromkeys(r["command"] for r in runs if r.get("command")))
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmark_speed", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="output folder (required unless --from-results)")
+    parser.add_argument(
+        "--out", help="output folder (required unless --from-results; with it, where the merged results.json goes)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="tiny settings on digits: checks the script, measures nothing"
     )
@@ -565,11 +869,35 @@ def main(argv: list[str] | None = None) -> int:
         help=f"networks in the engine's pool; 0 skips the pool measurement (default: {FULL.pool_networks}, "
         f"{QUICK.pool_networks} with --quick)",
     )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to measure, of {', '.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
+        "--tuning-shard",
+        default="0/1",
+        metavar="K/N",
+        help="measure every N-th tuning set from the K-th (N processes share the part; merge with --from-results)",
+    )
     add_update_readme_argument(parser)
     parser.add_argument(
-        "--from-results", metavar="results.json", help="do not run: report (and --update-readme) an earlier run"
+        "--from-results",
+        nargs="+",
+        metavar="results.json",
+        help="do not run: report (and --update-readme) earlier runs; several files merge their parts "
+        "(later files win, tuning sets are pooled)",
     )
     args = parser.parse_args(argv)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    if not parts or any(p not in PARTS for p in parts):
+        parser.error(f"--parts takes a comma-separated subset of {', '.join(PARTS)}; got {args.parts!r}")
+    try:
+        k, n = (int(v) for v in args.tuning_shard.split("/"))
+    except ValueError:
+        parser.error(f"--tuning-shard takes K/N with integers, got {args.tuning_shard!r}")
+    if not 0 <= k < n:
+        parser.error(f"--tuning-shard K/N needs 0 <= K < N, got {args.tuning_shard!r}")
     if args.out is None and args.from_results is None:
         parser.error("--out is required unless --from-results is given")
     if args.pool_networks is not None and args.pool_networks < 0:
@@ -584,9 +912,12 @@ def main(argv: list[str] | None = None) -> int:
     command = f"python -m simulations.benchmark_speed {shlex.join(given)}".strip()
     try:
         if args.from_results:
-            results = _read_results(Path(args.from_results))
+            results = merge_results([_read_results(Path(f)) for f in args.from_results])
             # The block names the command that measured the figures, not the one that reprinted them.
             command = results.get("command", command)
+            if args.out:
+                Path(args.out).mkdir(parents=True, exist_ok=True)
+                atomic_write_json(Path(args.out) / "results.json", results)
         else:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
@@ -597,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["total_seconds"] = round(time.perf_counter() - started, 1)
                 atomic_write_json(out / "results.json", results)
 
-            results = run(settings, args.quick, save)
+            results = run(settings, args.quick, save, parts=parts, shard=(k, n))
             save(results)
             if "skipped" in results:
                 print(f"skipping {settings.dataset}: {results['skipped'][settings.dataset]}", file=sys.stderr)

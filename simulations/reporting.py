@@ -35,12 +35,25 @@ def machine() -> dict[str, Any]:
     """The facts a timing needs next to it."""
     return {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
+        # The vector ISA torch's CPU kernels use here (AVX2, AVX512, ...): speeds differ by machine.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def add_update_readme_argument(parser: argparse.ArgumentParser, what: str = "table") -> None:
@@ -87,13 +100,18 @@ def _threads(count: int) -> str:
     return f"{count} thread" + ("" if count == 1 else "s")
 
 
+def _cpu(m: dict[str, Any]) -> str:
+    details = [v for v in (m.get("cpu_model"), m.get("cpu_capability")) if v]
+    return f"{m['cpu']}" + (f" {' '.join(details)}" if details else "")
+
+
 def measured_header(results: dict[str, Any], command: str) -> list[str]:
     """The opening lines of a benchmark block: when, where, how much memory, and the exact command."""
     m = results["machine"]
     seeds = results.get("seeds")
     memory = results.get("peak_memory_mb")
     line = (
-        f"Measured {results['date']} on {m['cores']} cores ({m['cpu']}, torch {m['torch']}, {m['device']}"
+        f"Measured {results['date']} on {m['cores']} cores ({_cpu(m)}, torch {m['torch']}, {m['device']}"
         + (f", {_threads(m['torch_threads'])})" if "torch_threads" in m else ")")
         + (f", seeds {', '.join(map(str, seeds))}" if seeds else "")
         + (f"; peak RSS {memory:.0f} MB" if memory is not None else "")

@@ -73,4 +73,5 @@ class ServerContext:
 
     def accuracy(self, arrays: ArrayRecord) -> float:
         """Test accuracy (percent) of the global model ``arrays`` on the server's test set."""
-        return test_accuracy(self.network(arrays), self.test, self.device)
+        e = self.config.evaluation
+        return test_accuracy(self.network(arrays), self.test, self.device, precision=e.precision, compiled=e.compile)

@@ -14,13 +14,17 @@ import pytest
 import torch
 
 from simulations import benchmark_speed
+from simulations.speed_time_to_accuracy import summarise as time_summary
+from simulations.speed_tuning import QUICK_TUNING_SETS, TUNING_SETS, spearman, summarise
 from simulations.benchmark_speed import (
     QUICK,
     README_END,
     README_START,
     amortised_per_iteration,
+    checks,
     class_indices,
     main,
+    merge_results,
     reference_condense,
     reference_dm_loss,
     reference_train_and_test,
@@ -105,6 +109,84 @@ def test_quick_run_writes_every_measurement(quick_run: Path) -> None:
     # Test-set accuracies in percent: whole numbers of digits' 450 test images.
     assert all(abs(a * 450 / 100 - round(a * 450 / 100)) < 1e-3 for a in e["reference_accuracies"] + e["engine_accuracies"])
     assert results["peak_memory_mb"] > 0
+    # --quick skips the compiled rows (a minute of compiling measures nothing on digits).
+    assert e["engine_compiled_s_per_network"] is None and c["engine_compiled_no_pool_s_per_it"] is None
+    assert e["gflops"]["engine"] > 0 and results["peak_gflops"]["value"] > 0 and 0 < e["share_of_peak"]
+    assert set(c["row_peak_memory_mb"]) == {"reference", "engine_no_pool", "engine_pool"}
+    tuning = results["tuning"]
+    assert [row["name"] for row in tuning["sets"]] == [s.name for s in QUICK_TUNING_SETS]
+    assert all(row["full"]["accuracies"] and len(row["quick"]["accuracies"]) == 1 for row in tuning["sets"])
+    assert tuning["protocols"]["quick"] == {"runs": 1, "epochs": 100}
+    assert len(results["time_to_accuracy"]["runs"]) == len(QUICK.time_to_accuracy_seeds)
+    assert set(results["checks"]) == {"evaluation_speedup", "condense_speedup_exact", "tuning_spearman_rho",
+                                      "tuning_time_share", "time_to_dm_accuracy", "row_peak_memory"}
+    assert all(isinstance(check["met"], bool) for check in results["checks"].values())
+
+
+def test_spearman_ranks_and_the_tuning_checks() -> None:
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 45]) == 1.0
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+    def row(i: int, quick: float) -> dict[str, Any]:
+        return {"name": f"set {i}", "full": {"accuracy_mean": float(i), "seconds": 10.0},
+                "quick": {"accuracy_mean": quick, "seconds": 1.5}}  # fmt: skip
+
+    ten = summarise([row(i, float(i)) for i in range(10)])
+    assert ten["spearman_rho"] == 1.0 and ten["time_share"] == 0.15
+    assert ten["checks"]["spearman_rho"]["met"] and ten["checks"]["time_share"]["met"]
+    assert not summarise([row(i, float(i)) for i in range(9)])["checks"]["spearman_rho"]["met"]  # fewer than 10 sets
+    swapped = summarise([row(i, float(9 - i if i in (0, 9) else i)) for i in range(10)])
+    assert swapped["spearman_rho"] < 0.9 and not swapped["checks"]["spearman_rho"]["met"]
+
+
+def test_checks_follow_the_figures() -> None:
+    out = checks(_results())
+    assert out["evaluation_speedup"]["met"] and out["evaluation_speedup"]["value"] == 3.0
+    assert not out["condense_speedup_exact"]["met"] and out["condense_speedup_exact"]["value"] == 2.0
+    compiled = _results()
+    compiled["condense"]["speedup_compiled_no_pool"] = 4.5
+    assert checks(compiled)["condense_speedup_exact"] == {**out["condense_speedup_exact"], "value": 4.5, "met": True}
+
+
+def test_time_to_accuracy_needs_both_the_accuracy_and_the_budget() -> None:
+    def run(seconds: float, accuracies: list[float]) -> dict[str, Any]:
+        return {"condense_seconds": seconds, "accuracies": accuracies, "accuracy_mean": sum(accuracies) / 3}
+
+    assert time_summary([run(170, [83.6, 83.5, 83.7])] * 3)["check"]["met"]
+    assert not time_summary([run(190, [83.6, 83.5, 83.7])] * 3)["check"]["met"]
+    assert not time_summary([run(100, [83.4, 83.5, 83.5])] * 3)["check"]["met"]
+
+
+def test_from_results_merges_parts_and_pools_tuning_sets(tmp_path: Path, capsys) -> None:
+    def tuning_run(names: list[str], command: str) -> dict[str, Any]:
+        results = {k: v for k, v in _results().items() if k not in ("condense", "evaluation")}
+        sets = [{"name": n, "full": {"accuracy_mean": 50.0 + i, "seconds": 10.0, "accuracy_std": 0.0},
+                 "quick": {"accuracy_mean": 40.0 + i, "seconds": 1.0}} for i, n in enumerate(names)]  # fmt: skip
+        part = {"protocols": {"full": {"runs": 3, "epochs": 300}, "quick": {"runs": 1, "epochs": 100}}, "sets": sets}
+        return {**results, "parts": ["tuning"], "tuning": part, "command": command}
+
+    names = [s.name for s in TUNING_SETS]
+    paths = []
+    for i, run in enumerate((_results(), tuning_run(names[0::2], "shard 0"), tuning_run(names[1::2], "shard 1"))):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps({"command": f"run {i}", **run} if i == 0 else run))
+    out = tmp_path / "merged"
+    assert main(["--from-results", *map(str, paths), "--out", str(out)]) == 0
+    merged = json.loads((out / "results.json").read_text())
+    assert merged == json.loads(json.dumps(merge_results([json.loads(p.read_text()) for p in paths])))
+    assert [r["name"] for r in merged["tuning"]["sets"]] == names  # the benchmark's order, both shards
+    assert merged["condense"] == _results()["condense"] and merged["tuning"]["sets_measured"] == len(names)
+    assert "tuning_spearman_rho" in merged["checks"] and merged["command"].splitlines() == ["run 0", "shard 0", "shard 1"]
+    assert "Spearman's rho over 12 sets" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--parts", "speed", "--out", "x"], ["--tuning-shard", "2/2", "--out", "x"],
+                                  ["--tuning-shard", "a/b", "--out", "x"]])  # fmt: skip
+def test_bad_parts_and_shards_are_argparse_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
 
 
 def test_amortised_cost_spreads_the_pool_over_a_run() -> None:

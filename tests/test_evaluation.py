@@ -76,3 +76,14 @@ def test_batch_norm_networks_are_not_split() -> None:
 
     assert batch_independent(build_model("convnet", channels=1, num_classes=10, image_size=(8, 8)))
     assert not batch_independent(build_model("convnet", channels=1, num_classes=10, image_size=(8, 8), norm="batchnorm"))
+
+
+def test_quick_protocol_is_one_network_of_100_epochs(digits, make_config) -> None:
+    quick = make_config(condense={"method": "random", "ipc": 1}, evaluation={"protocol": "quick", "runs": 3})
+    coreset = condense(digits.train, quick)
+    result = evaluate_synthetic(coreset, digits.test, quick)
+    assert (result.protocol, result.runs, result.epochs, len(result.accuracies)) == ("quick", 1, 100, 1)
+    # Nothing but runs and epochs changes: the full protocol at 1 x 100 meets the same network and draws.
+    by_hand = make_config(condense={"method": "random", "ipc": 1}, evaluation={"runs": 1, "epochs": 100})
+    assert evaluate_synthetic(coreset, digits.test, by_hand).accuracies == result.accuracies
+    assert result.to_dict()["protocol"] == "quick"

@@ -105,7 +105,7 @@ def setup(data: ImageDataset, config: Config, *, device: torch.device, progress:
     started = time.perf_counter()
     c = config.condense
     num_classes = data.num_classes
-    context = FeatureContext(c.model, data.channels, num_classes, data.image_size, device, c.model_params)
+    context = FeatureContext(c.model, data.channels, num_classes, data.image_size, device, c.model_params, c.compile)
     feature_map = build_feature_map(c.feature_map, context, **c.feature_params)
     discrepancy = build_discrepancy(c.discrepancy, **c.discrepancy_params)
     check_factor(c.factor, data.image_size)
