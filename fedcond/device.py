@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -32,10 +34,44 @@ def check_device(spec: str = "auto") -> torch.device:
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
-    """The device to run on: :func:`check_device`, then the CUDA settings of :func:`prepare_cuda`."""
+    """The device to run on: :func:`check_device`, then :func:`prepare_cuda` or :func:`prepare_cpu`."""
     device = check_device(spec)
     prepare_cuda(device)
+    prepare_cpu(device)
     return device
+
+
+#: glibc's ``mallopt`` parameters (malloc.h) and the values :func:`prepare_cpu` sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: Buffers up to glibc's largest mmap threshold (32 MiB: a 64-image chunk's 128 x 28 x 28 activations
+#: are 25.7 MB) come from the heap, and freed heap memory is kept for reuse rather than trimmed.
+_MMAP_THRESHOLD = 32 * 2**20
+_TRIM_THRESHOLD = 2**30
+_cpu_prepared = False
+
+
+def prepare_cpu(device: torch.device) -> bool:
+    """Keep the CPU's activation buffers in the process: once per process, on glibc; True when set.
+
+    Every forward pass allocates its activations anew. Under glibc's defaults the large ones are
+    mapped from the OS and returned on free, so each pass pays a page fault per 4 KiB touched
+    (expensive in a VM): measured on 2 cores, a ConvNet-3 first convolution over 64 28x28 images took
+    79 ms, 17.5 ms with the buffers kept. This is the in-process form of the usual advice to run
+    PyTorch on CPUs with tcmalloc or jemalloc; arithmetic is unchanged. The cost is that the
+    process keeps its peak heap until it exits. ``FEDCOND_CPU_ALLOCATOR=default`` leaves glibc alone.
+    """
+    global _cpu_prepared
+    if device.type != "cpu" or _cpu_prepared:
+        return _cpu_prepared
+    if os.environ.get("FEDCOND_CPU_ALLOCATOR", "tuned") == "default":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return False
+    _cpu_prepared = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    return _cpu_prepared
 
 
 #: Samples per forward pass on the CPU. A ConvNet's activations for a few dozen 28x28 images at

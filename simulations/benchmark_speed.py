@@ -19,10 +19,12 @@ Writes ``OUT/results.json`` after every measurement and prints a markdown table;
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import json
 import math
+import multiprocessing
 import os
 import shlex
 import sys
@@ -30,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -273,6 +275,52 @@ def reference_train_and_test(
     return 100.0 * correct / len(test)
 
 
+def reference_evaluation(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    test: ImageDataset,
+    settings: Settings,
+    *,
+    per_image_dsa: bool,
+    device: torch.device,
+) -> tuple[list[float], float, float]:
+    """``settings.eval_runs`` reference networks: their accuracies, seconds per network and peak RSS (MB)."""
+    reset_peak_memory(device)
+    started = time.perf_counter()
+    accuracies = [
+        reference_train_and_test(images, labels, test, settings, seed=run_seed(settings.seed, r),
+                                 per_image_dsa=per_image_dsa, device=device)
+        for r in range(settings.eval_runs)
+    ]  # fmt: skip
+    _sync(device)
+    return accuracies, (time.perf_counter() - started) / settings.eval_runs, peak_memory_mb(device)
+
+
+def reference_condense_row(
+    data: ImageDataset, settings: Settings, iterations: int, *, device: torch.device
+) -> tuple[ReferenceCondense, float]:
+    """:func:`reference_condense` and its peak RSS (MB)."""
+    reset_peak_memory(device)
+    return reference_condense(data, settings, iterations, device=device), peak_memory_mb(device)
+
+
+T = TypeVar("T")
+
+
+def in_fresh_process(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)`` in a new interpreter with this process's thread count.
+
+    The reference loops run as a user's script would: with glibc's allocator as it starts (the
+    engine keeps its CPU buffers in the heap, :func:`fedcond.device.prepare_cpu`, which would
+    speed the reference up too if it shared the process), and with no warm caches of the engine's.
+    """
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=context, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)
+    ) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
 # ---------------------------------------------------------------------------------------------
 # The engine side
 
@@ -401,7 +449,7 @@ def run(
         sets = (QUICK_TUNING_SETS if settings.quick_sets else TUNING_SETS)[k::n]
 
         def save_tuning(part: dict[str, Any]) -> None:
-            results["tuning"] = part
+            results["tuning"] = {**part, "torch_threads": torch.get_num_threads()}
             _progress(f"tuning: {part['sets'][-1]['name']} measured", results, save)
 
         run_tuning(
@@ -417,7 +465,7 @@ def run(
     if "time-to-accuracy" in parts:
 
         def save_time(part: dict[str, Any]) -> None:
-            results["time_to_accuracy"] = part
+            results["time_to_accuracy"] = {**part, "torch_threads": torch.get_num_threads()}
             _progress(f"time to accuracy: seed {part['runs'][-1]['seed']} measured", results, save)
 
         run_time_to_accuracy(
@@ -446,6 +494,7 @@ def measure_condense(
     n = settings.iterations
     c: dict[str, Any] = {
         "iterations": n,
+        "torch_threads": torch.get_num_threads(),  # parts may come from runs with different thread counts
         "pool_networks": settings.pool_networks,
         "reference_s_per_it": None,
         "engine_no_pool_s_per_it": None,
@@ -461,10 +510,9 @@ def measure_condense(
         "row_peak_memory_mb": {},
     }
     results["condense"] = c
-    reset_peak_memory(device)
-    reference = reference_condense(train, settings, n, device=device)
+    reference, memory = in_fresh_process(reference_condense_row, train, settings, n, device=device)
     c["reference_s_per_it"] = round(reference.seconds_per_iteration, 4)
-    c["row_peak_memory_mb"]["reference"] = peak_memory_mb(device)
+    c["row_peak_memory_mb"]["reference"] = memory
     _progress(f"reference condense: {reference.seconds_per_iteration:.3f} s/it", results, save)
 
     # The engine's own warm-up: one untimed iteration on the per-iteration path.
@@ -541,6 +589,7 @@ def measure_evaluation(
     e: dict[str, Any] = {
         "epochs": settings.eval_epochs,
         "runs": settings.eval_runs,
+        "torch_threads": torch.get_num_threads(),
         "synthetic_images": len(coreset.images),
         "reference_per_image_dsa_s_per_network": None,
         "reference_vectorised_dsa_s_per_network": None,
@@ -564,27 +613,13 @@ def measure_evaluation(
     network_flops = network_flops_per_evaluation(coreset.images, test, settings)
     e["gflop_per_network"] = round(network_flops / 1e9, 1)
     for per_image, name in ((True, "per_image"), (False, "vectorised")):
-        accuracies = []
-        reset_peak_memory(device)
-        started = time.perf_counter()
-        for r in range(settings.eval_runs):
-            accuracies.append(
-                reference_train_and_test(
-                    coreset.images,
-                    coreset.labels,
-                    test,
-                    settings,
-                    seed=run_seed(settings.seed, r),
-                    per_image_dsa=per_image,
-                    device=device,
-                )
-            )
-        _sync(device)
-        seconds = (time.perf_counter() - started) / settings.eval_runs
+        accuracies, seconds, memory = in_fresh_process(
+            reference_evaluation, coreset.images, coreset.labels, test, settings, per_image_dsa=per_image, device=device
+        )
         e[f"reference_{name}_dsa_s_per_network"] = round(seconds, 3)
         key = "reference_accuracies" if per_image else "reference_vectorised_accuracies"
         e[key] = [round(a, 2) for a in accuracies]
-        e["row_peak_memory_mb"][f"reference_{name}"] = peak_memory_mb(device)
+        e["row_peak_memory_mb"][f"reference_{name}"] = memory
         e["gflops"][f"reference_{name}"] = round(network_flops / seconds / 1e9, 1)
         _progress(f"reference evaluation, {name.replace('_', '-')} DSA: {seconds:.2f} s/network", results, save)
 
@@ -711,6 +746,12 @@ def _accuracy(values: list[float] | None) -> str:
     return f"{np.mean(values):.1f} ± {np.std(values):.1f}"
 
 
+def _threads_of(part: dict[str, Any]) -> str:
+    """`` (N threads)`` when the part records the torch threads it ran with."""
+    count = part.get("torch_threads")
+    return "" if count is None else f" ({count} thread{'' if count == 1 else 's'})"
+
+
 def _mb(rows: dict[str, Any], key: str) -> str:
     value = (rows or {}).get(key)
     return "-" if value is None else f"{value:.0f}"
@@ -726,7 +767,7 @@ def table(results: dict[str, Any]) -> str:
     if c:
         ref, rows = _num(c.get("reference_s_per_it"), 3), c.get("row_peak_memory_mb") or {}
         lines.append(
-            f"| condense s/iteration, per-iteration path (exact objective) | {ref} | "
+            f"| condense s/iteration, per-iteration path (exact objective){_threads_of(c)} | {ref} | "
             f"{_num(c.get('engine_no_pool_s_per_it'), 3)} | {_times(c.get('speedup_no_pool'))} | "
             f"{_mb(rows, 'engine_no_pool')} |"
         )
@@ -751,7 +792,7 @@ def table(results: dict[str, Any]) -> str:
         per_batch = _num(e.get("reference_vectorised_dsa_s_per_network"), 2)
         rows = e.get("row_peak_memory_mb") or {}
         lines += [
-            f"| evaluation s/network, reference DSA per image | {per_image} | {engine} | "
+            f"| evaluation s/network, reference DSA per image{_threads_of(e)} | {per_image} | {engine} | "
             f"{_times(e.get('speedup_vs_per_image'))} | {_mb(rows, 'engine')} |",
             f"| evaluation s/network, reference DSA per batch | {per_batch} | {engine} | "
             f"{_times(e.get('speedup_vs_vectorised'))} | |",
@@ -782,7 +823,8 @@ def table(results: dict[str, Any]) -> str:
             f"{' / ' + _accuracy(e.get('engine_compiled_accuracies')) if e.get('engine_compiled_accuracies') else ''} | | |"
         )
     if results.get("tuning"):
-        lines += ["", "Tuning protocol against the full protocol, same evaluation seed:", "", tuning_table(results["tuning"])]
+        lines += ["", f"Tuning protocol against the full protocol, same evaluation seed{_threads_of(results['tuning'])}:",
+                  "", tuning_table(results["tuning"])]  # fmt: skip
     if results.get("time_to_accuracy"):
         lines += ["", "Time to DM's published accuracy (Fashion-MNIST ipc 10, 83.5 %):", "",
                   time_table(results["time_to_accuracy"])]
