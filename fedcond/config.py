@@ -108,7 +108,7 @@ class EvaluationConfig:
     #: More architectures to evaluate the same set on (cross-architecture generalisation).
     cross_models: list[str] = field(default_factory=list)
     #: ``full``: ``runs`` networks x ``epochs`` as given; ``quick``: the tuning protocol of
-    #: :data:`fedcond.evaluation.QUICK_PROTOCOL` (fewer networks and epochs; never for headline tables).
+    #: :data:`fedcond.evaluation.EVALUATION_PROTOCOLS` (fewer networks and epochs; never for headline tables).
     protocol: str = "full"
     #: ``auto`` (bf16 autocast on CUDA, fp32 on the CPU), ``fp32`` or ``bf16`` (fedcond.device.PRECISIONS).
     precision: str = "auto"

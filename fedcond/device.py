@@ -87,6 +87,21 @@ def chunk_size(device: torch.device) -> int:
     return CUDA_CHUNK if device.type == "cuda" else CPU_CHUNK
 
 
+def split_pieces(
+    x: torch.Tensor, y: torch.Tensor, size: int, *, equal: bool
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """``x`` and ``y`` in pieces of at most ``size`` samples, for a chunked forward pass.
+
+    A compiled graph is specialised to its input shape, so compiled callers ask for ``equal``
+    pieces (100 -> 50 + 50, not 64 + 36: one shape per call); eager callers keep the plain split,
+    so their numerics are unchanged.
+    """
+    if equal:
+        count = -(-len(x) // size)
+        return x.tensor_split(count), y.tensor_split(count)
+    return x.split(size), y.split(size)
+
+
 #: ``evaluation.precision``: ``auto`` is bf16 autocast on CUDA devices that support it and fp32 on
 #: the CPU; ``fp32`` never autocasts (the old CUDA numerics are ``auto``); ``bf16`` autocasts on
 #: either device, with fp32 master weights. CPU bf16 pays only where the CPU has bf16 instructions

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from fedcond.augment import dsa
 from fedcond.data.base import ImageDataset
-from fedcond.device import autocast, chunk_size, compiled_function, resolve_device
+from fedcond.device import autocast, chunk_size, compiled_function, resolve_device, split_pieces
 from fedcond.errors import DataError
 from fedcond.models import batch_independent, build_model
 from fedcond.seeds import derive_seed
@@ -139,7 +139,7 @@ def fit(
             if dsa_strategy is not None:
                 x = dsa(x, dsa_strategy, generator=generator, mode=dsa_mode)
             optimizer.zero_grad(set_to_none=True)
-            for xp, yp in zip(*_pieces(x, y, piece, equal=cfg.compile)):
+            for xp, yp in zip(*split_pieces(x, y, piece, equal=cfg.compile)):
                 with autocast(device, cfg.precision):
                     loss = loss_of(net, xp, yp) / len(x)
                 loss.backward()
@@ -159,15 +159,6 @@ def piece_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> to
 def predict(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Predicted classes of ``net`` for ``images``."""
     return net(images).argmax(1)
-
-
-def _pieces(x: torch.Tensor, y: torch.Tensor, size: int, *, equal: bool) -> tuple[tuple[torch.Tensor, ...], ...]:
-    # A compiled graph is specialised to its input shape: near-equal pieces (100 -> 50 + 50, not
-    # 64 + 36) keep one shape per batch size. Eager keeps the old split, so its numerics are unchanged.
-    if equal:
-        count = -(-len(x) // size)
-        return x.tensor_split(count), y.tensor_split(count)
-    return x.split(size), y.split(size)
 
 
 @torch.inference_mode()

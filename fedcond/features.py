@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedcond.device import autocast, chunk_size, compiled_function
+from fedcond.device import autocast, chunk_size, compiled_function, split_pieces
 from fedcond.discrepancies.base import FEATURE_KINDS, Features
 from fedcond.errors import ConfigError
 from fedcond.models import ImageClassifier, build_model
@@ -320,11 +320,7 @@ def embed_in_chunks(
     """
     target = device if device is not None else images.device
     size = chunk_size(target)
-    # A compiled embedding is specialised to its input shape: near-equal chunks (100 -> 50 + 50)
-    # keep one shape per call; eager keeps the plain split, so its numerics are unchanged.
-    count = -(-len(images) // size)
-    pieces = (images.tensor_split(count), labels.tensor_split(count)) if feature_map.context.compile else (
-        images.split(size), labels.split(size))
+    pieces = split_pieces(images, labels, size, equal=feature_map.context.compile)
     parts = []
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
         for x, y in zip(*pieces):
