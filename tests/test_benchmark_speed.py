@@ -14,8 +14,6 @@ import pytest
 import torch
 
 from simulations import benchmark_speed
-from simulations.speed_time_to_accuracy import summarise as time_summary
-from simulations.speed_tuning import QUICK_TUNING_SETS, TUNING_SETS, spearman, summarise
 from simulations.benchmark_speed import (
     QUICK,
     README_END,
@@ -31,6 +29,8 @@ from simulations.benchmark_speed import (
     table,
     update_readme,
 )
+from simulations.speed_time_to_accuracy import summarise as time_summary
+from simulations.speed_tuning import QUICK_TUNING_SETS, TUNING_SETS, spearman, summarise
 
 CPU = torch.device("cpu")
 CONDENSE_KEYS = {
@@ -156,6 +156,9 @@ def test_time_to_accuracy_needs_both_the_accuracy_and_the_budget() -> None:
     assert time_summary([run(170, [83.6, 83.5, 83.7])] * 3)["check"]["met"]
     assert not time_summary([run(190, [83.6, 83.5, 83.7])] * 3)["check"]["met"]
     assert not time_summary([run(100, [83.4, 83.5, 83.5])] * 3)["check"]["met"]
+    # A row with fewer seeds than planned is not a result, whatever it measured.
+    short = time_summary([run(170, [83.6, 83.5, 83.7])], planned=3)["check"]
+    assert not short["met"] and not short["complete"] and short["value"]["seeds"] == 1
 
 
 def test_from_results_merges_parts_and_pools_tuning_sets(tmp_path: Path, capsys) -> None:
