@@ -61,7 +61,8 @@ class CondenseConfig:
     ipc: int = 10
     #: Optimisation steps over the synthetic pixels.
     iterations: int = 1000
-    #: ``real`` (random real samples of the class) or ``noise`` (standard normal pixels).
+    #: ``real`` (random real samples of the class), ``herding`` or ``k-center`` (the samples those
+    #: coresets select), or ``noise`` (standard normal pixels).
     init: str = "real"
     #: ``sgd`` or ``adam`` over the pixels.
     optimizer: str = "sgd"
@@ -72,6 +73,12 @@ class CondenseConfig:
     #: Match against cached real statistics of this many random networks, embedded once (0: a fresh
     #: network and real batch every iteration, the reference DM loop). Embedding feature maps only.
     pool_networks: int = 0
+    #: What the synthetic set is matched against (``fedcond.condense.targets``): ``auto`` (``pool``
+    #: when ``pool_networks`` is set, else ``fresh``), ``fresh``, ``pool`` or ``trained-pool``
+    #: (networks trained briefly on the real data, DANCE/IDM-style).
+    real_target: str = "auto"
+    #: Options of ``real_target`` (e.g. ``{train_steps: 100, snapshots: 4}`` for ``trained-pool``).
+    real_target_params: dict[str, Any] = field(default_factory=dict)
     #: Embed real and synthetic images through ``torch.compile`` (embedding feature maps): compiled
     #: once per process and shared by every fresh network; its cost is inside ``condense_seconds``.
     compile: bool = False

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from fedcond.augment import DSA_MODES, validate_strategy
 from fedcond.condense import CONDENSE_METHODS
+from fedcond.condense.matching import INITIALISATIONS
+from fedcond.condense.targets import REAL_TARGETS, check_real_target_params
 from fedcond.data import DATASETS
 from fedcond.device import PRECISIONS, check_device
 from fedcond.discrepancies import DISCREPANCIES, build_discrepancy, discrepancy_accepts
@@ -49,7 +51,7 @@ def _validate_condense(config: Config) -> None:
     check(c.checkpoint_every >= 0, "condense.checkpoint_every must be >= 0")
     check(c.pool_networks >= 0, "condense.pool_networks must be >= 0")
     check(c.factor >= 1, "condense.factor must be at least 1")
-    check_choice("condense.init", c.init, ("real", "noise"))
+    check_choice("condense.init", c.init, INITIALISATIONS)
     check_choice("condense.optimizer", c.optimizer, ("sgd", "adam"))
     check_choice("condense.dsa_mode", c.dsa_mode, DSA_MODES)
     validate_strategy(c.dsa_strategy)
@@ -65,6 +67,13 @@ def _validate_condense(config: Config) -> None:
         not c.pool_networks or kind == "embedding",
         f"condense.pool_networks caches embeddings; feature map {c.feature_map!r} produces {kind}",
     )
+    check(isinstance(c.real_target_params, dict), "condense.real_target_params must be a mapping of target options")
+    if c.real_target != "auto":
+        REAL_TARGETS.get(c.real_target)
+        check_real_target_params(c.real_target, c.real_target_params)
+        REAL_TARGETS.get(c.real_target).check_config(config)
+    else:
+        check(not c.real_target_params, "condense.real_target_params needs condense.real_target set to a target's name")
     check(
         not c.soft_labels or kind == "gradients",
         "condense.soft_labels needs a feature map whose features depend on the labels (gradients)",

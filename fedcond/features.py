@@ -86,12 +86,18 @@ class FeatureMap(abc.ABC):
     """Base class; subclasses set ``kind`` and implement :meth:`__call__`."""
 
     kind: ClassVar[str]
+    #: Whether :meth:`use_network` can make a given network this map's (targets of trained networks need it).
+    takes_networks: ClassVar[bool] = False
 
     def __init__(self, context: FeatureContext) -> None:
         self.context = context
 
     def refresh(self) -> None:
         """Prepare for the next iteration (e.g. draw a fresh random network)."""
+
+    def use_network(self, net: nn.Module) -> None:
+        """Map through ``net`` (frozen, on the context's device) until the next :meth:`refresh` or call."""
+        raise ConfigError(f"feature map {type(self).__name__} maps through its own networks, not given ones")
 
     @abc.abstractmethod
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> Features:
@@ -135,9 +141,14 @@ def _load_network(context: FeatureContext, weights: str | None, network: nn.Modu
 
 @register_feature_map("random-embedding")
 class RandomEmbedding(FeatureMap):
-    """DM / M3D: the embedding of a freshly initialised random network, a new one every iteration."""
+    """DM / M3D: the embedding of a freshly initialised random network, a new one every iteration.
+
+    A real-side target may instead make a given network active (:meth:`use_network`), e.g. one
+    trained briefly on the real data (the ``trained-pool`` target).
+    """
 
     kind = "embedding"
+    takes_networks = True
 
     def __init__(self, context: FeatureContext) -> None:
         super().__init__(context)
@@ -145,6 +156,9 @@ class RandomEmbedding(FeatureMap):
 
     def refresh(self) -> None:
         self.net = _frozen(self.context.build_network())
+
+    def use_network(self, net: nn.Module) -> None:
+        self.net = net
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
         if self.net is None:

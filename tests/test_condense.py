@@ -7,6 +7,7 @@ import torch
 
 from fedcond import condense
 from fedcond.condense.coreset import herding_order, k_center_order
+from fedcond.condense.parameterisation import decode, encode
 from fedcond.errors import ConfigError
 from fedcond.models import build_model
 
@@ -94,6 +95,19 @@ def test_noise_init_is_not_real_data(digits, make_config) -> None:
     synthetic = condense(digits.train, make_config(condense={"init": "noise", "iterations": 0}))
     distances = torch.cdist(synthetic.images.flatten(1), digits.train.images.flatten(1))
     assert distances.min() > 1.0
+
+
+@pytest.mark.parametrize("method", ["herding", "k-center"])
+def test_coreset_init_starts_from_that_coreset(digits, make_config, method) -> None:
+    started = condense(digits.train, make_config(condense={"init": method, "iterations": 0, "ipc": 3}))
+    coreset = condense(digits.train, make_config(condense={"method": method, "ipc": 3}))
+    assert torch.equal(started.images, coreset.images)
+    # Factorised, each stored image packs the next f² samples of the selection, as tiles.
+    packed = condense(digits.train, make_config(condense={"init": method, "iterations": 0, "ipc": 1, "factor": 2}))
+    four = condense(digits.train, make_config(condense={"method": method, "ipc": 4}))
+    assert torch.allclose(packed.images, decode(encode(four.images, 2), 2), atol=1e-6)
+    random = condense(digits.train, make_config(condense={"iterations": 0, "ipc": 3}))
+    assert not torch.equal(started.images, random.images)
 
 
 def test_rare_and_absent_classes(digits, make_config) -> None:

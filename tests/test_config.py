@@ -40,7 +40,7 @@ def test_yaml_and_overrides(tmp_path) -> None:
         ({"condense": {"feature_map": "nope"}}, "unknown feature map 'nope'"),
         ({"evaluation": {"model": "vgg99"}}, "unknown model 'vgg99'"),
         ({"dataset": {"name": "imagenet"}}, "unknown dataset 'imagenet'"),
-        ({"condense": {"init": "zeros"}}, "condense.init must be one of real, noise"),
+        ({"condense": {"init": "zeros"}}, "condense.init must be one of real, herding, k-center, noise"),
         ({"condense": {"dsa_strategy": "color_warp"}}, "warp"),
         ({"condense": {"discrepancy": "gradient-matching"}}, "pick a matching pair"),
         ({"condense": {"soft_labels": True}}, "soft_labels needs"),

@@ -67,14 +67,32 @@ def k_center_order(features: torch.Tensor, count: int) -> torch.Tensor:
     return torch.tensor(chosen, dtype=torch.int64)
 
 
-def _select(
-    data: ImageDataset, config: Config, device: torch.device, order: Callable[[torch.Tensor, int], torch.Tensor]
-) -> torch.Tensor:
+#: Selections in an embedding, by name: ``(features [n, d], count) -> indices``. The coresets of the
+#: same names use them, and so does the matching condenser's ``condense.init``.
+EMBEDDING_SELECTIONS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {
+    "herding": herding_order,
+    "k-center": k_center_order,
+}
+
+
+def select_in_embedding(
+    data: ImageDataset, config: Config, device: torch.device, method: str, counts: list[int]
+) -> list[torch.Tensor]:
+    """Per class of the label space, ``counts[k]`` sample indices chosen by ``method`` (a name in
+    :data:`EMBEDDING_SELECTIONS`) in the coreset embedding; a class with fewer samples than asked
+    gives all of them. Classes asked for 0 give an empty tensor."""
+    order = EMBEDDING_SELECTIONS[method]
     features = _embed(data, config, device)
-    per_class = data.indices_per_class()
-    quotas = class_quotas(per_class, config.condense.ipc)
-    picks = [idx[order(features[idx], q)] for idx, q in zip(per_class, quotas) if q > 0]
-    return torch.cat(picks)
+    picks = []
+    for idx, count in zip(data.indices_per_class(), counts):
+        count = min(count, len(idx))
+        picks.append(idx[order(features[idx], count)] if count > 0 else idx[:0])
+    return picks
+
+
+def _select(data: ImageDataset, config: Config, device: torch.device, method: str) -> torch.Tensor:
+    quotas = class_quotas(data.indices_per_class(), config.condense.ipc)
+    return torch.cat(select_in_embedding(data, config, device, method, quotas))
 
 
 def _coreset(data: ImageDataset, config: Config, indices: torch.Tensor, started: float) -> SyntheticSet:
@@ -100,7 +118,7 @@ def herding_coreset(
 ) -> SyntheticSet:
     """Per class, the samples whose running mean embedding tracks the class mean best."""
     started = time.perf_counter()
-    return _coreset(data, config, _select(data, config, device, herding_order), started)
+    return _coreset(data, config, _select(data, config, device, "herding"), started)
 
 
 @register_condense_method("k-center")
@@ -109,4 +127,4 @@ def k_center_coreset(
 ) -> SyntheticSet:
     """Per class, samples that cover the class's embedding (greedy farthest-first traversal)."""
     started = time.perf_counter()
-    return _coreset(data, config, _select(data, config, device, k_center_order), started)
+    return _coreset(data, config, _select(data, config, device, "k-center"), started)

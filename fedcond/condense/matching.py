@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 from fedcond.augment import apply_dsa, dsa
 from fedcond.condense.checkpoint import MatchingCheckpoint
 from fedcond.condense.common import build_synthetic_set
+from fedcond.condense.coreset import EMBEDDING_SELECTIONS, select_in_embedding
 from fedcond.condense.parameterisation import check_factor, decode, encode
 from fedcond.condense.registry import register_condense_method
-from fedcond.condense.targets import REAL_TARGETS, RealData, RealSide, RealTarget, select_real_target
+from fedcond.condense.targets import RealData, RealSide, RealTarget, build_real_target, select_real_target
 from fedcond.discrepancies import build_discrepancy
 from fedcond.errors import ConfigError
 from fedcond.features import FeatureContext, FeatureMap, Features, build_feature_map, embed_in_chunks
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 SOFT_LABEL_INIT_SCALE = 5.0
 #: How many loss values the synthetic set's metadata keeps (evenly spaced over the run).
 LOSS_TRACE_POINTS = 50
+#: What ``condense.init`` may name: random real samples, a coreset selection, or noise.
+INITIALISATIONS = ("real", "herding", "k-center", "noise")
 
 
 @register_condense_method("matching")
@@ -117,14 +120,14 @@ def setup(data: ImageDataset, config: Config, *, device: torch.device, progress:
         per_class=[idx.to(device) for idx in per_class], num_classes=num_classes, progress=progress,
     )  # fmt: skip
     target_name = select_real_target(config)
-    target = REAL_TARGETS.get(target_name)(real)
+    target = build_real_target(target_name, real)
     quotas = target.quotas(c.ipc)
     classes = [k for k in range(num_classes) if quotas[k] > 0]
     # Class of every *training* image (stored image i decodes to f² images, all of its class).
     syn_class = torch.repeat_interleave(torch.arange(num_classes), torch.tensor(quotas) * tiles).to(device)
     # The same draw as the random coreset's: a real initialisation starts from that coreset.
     selection = torch.Generator().manual_seed(derive_seed(config.seed, "real-selection"))
-    images = _initial_images(data, per_class, quotas, c.init, c.factor, selection)
+    images = _initial_images(data, per_class, quotas, c.init, c.factor, selection, config=config, device=device)
     images = images.to(device).requires_grad_(True)
     parameters = [{"params": [images], "lr": c.lr_images}]
     label_logits = None
@@ -244,6 +247,9 @@ class MatchingProblem:
                 syn_features = _clip_rows(syn_features, real.synthetic_bound)
             for real_features, part in zip(real.features, self.syn_slices):
                 loss = loss + self.discrepancy(real_features, syn_features[part])
+            if real.classifier is not None and real.classifier_weight > 0:
+                logits = real.classifier(syn_features)
+                loss = loss + real.classifier_weight * F.cross_entropy(logits, targets)
             return loss
         # Gradient features depend on the whole batch: one class at a time, as in DC.
         for real_grads, part in zip(real.features, self.syn_slices):
@@ -264,17 +270,29 @@ def _initial_images(
     init: str,
     factor: int,
     generator: torch.Generator,
+    *,
+    config: Config,
+    device: torch.device,
 ) -> torch.Tensor:
-    """Stored images ``[sum(quotas), C, H, W]``: random real samples (packed f x f) or noise."""
-    if init == "real":
-        tiles = factor * factor
-        # quota * f² distinct samples where the class has them; a small class repeats its own.
-        picks = []
-        for idx, q in zip(per_class, quotas):
-            if q == 0:
-                continue
-            order = idx[torch.randperm(len(idx), generator=generator)]
-            picks.append(order.repeat(math.ceil(q * tiles / len(idx)))[: q * tiles])
-        return encode(data.images[torch.cat(picks)].clone(), factor)
-    shape = (sum(quotas), *data.images.shape[1:])
-    return torch.randn(shape, generator=generator)
+    """Stored images ``[sum(quotas), C, H, W]``: real samples (packed f x f) or noise.
+
+    ``real`` takes random samples of each class (the random coreset's draw), ``herding`` and
+    ``k-center`` the samples those coresets select (``quota x f²`` per class), ``noise`` standard
+    normal pixels.
+    """
+    if init == "noise":
+        shape = (sum(quotas), *data.images.shape[1:])
+        return torch.randn(shape, generator=generator)
+    tiles = factor * factor
+    if init in EMBEDDING_SELECTIONS:
+        chosen = select_in_embedding(data, config, device, init, [q * tiles for q in quotas])
+    else:
+        # Classes without a quota draw nothing, so the generator's stream is the random coreset's.
+        chosen = [idx[torch.randperm(len(idx), generator=generator)] if q else idx for idx, q in zip(per_class, quotas)]
+    # quota * f² distinct samples where the class has them; a small class repeats its own.
+    picks = []
+    for order, q in zip(chosen, quotas):
+        if q == 0:
+            continue
+        picks.append(order.repeat(math.ceil(q * tiles / len(order)))[: q * tiles])
+    return encode(data.images[torch.cat(picks)].clone(), factor)

@@ -5,11 +5,14 @@ from fedcond.condense.targets.base import (
     RealData,
     RealSide,
     RealTarget,
+    build_real_target,
+    check_real_target_params,
     register_real_target,
     select_real_target,
 )
 from fedcond.condense.targets.fresh import FreshNetworks
 from fedcond.condense.targets.pool import PoolTarget, RealStatisticsPool
+from fedcond.condense.targets.trained import TrainedPoolTarget
 
 __all__ = [
     "REAL_TARGETS",
@@ -19,6 +22,9 @@ __all__ = [
     "RealSide",
     "RealStatisticsPool",
     "RealTarget",
+    "TrainedPoolTarget",
+    "build_real_target",
+    "check_real_target_params",
     "register_real_target",
     "select_real_target",
 ]

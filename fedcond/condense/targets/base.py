@@ -35,6 +35,7 @@ from fedcond.discrepancies.base import Features
 from fedcond.errors import ConfigError
 from fedcond.features import FeatureMap
 from fedcond.registry import Registry
+from fedcond.values import InvalidOption, UnknownOption, bind_options
 
 if TYPE_CHECKING:
     from fedcond.config import Config
@@ -105,11 +106,17 @@ class RealSide:
         The DSA draw the real images saw; the synthetic images get the same one. None: no DSA.
     synthetic_bound
         Clip each synthetic embedding to this L2 norm, as the real ones were (privacy), or None.
+    classifier, classifier_weight
+        A classifier on the embeddings (a trained network's last layer) and the weight of its
+        cross-entropy on the synthetic images, added to the discrepancy (IDM's class-aware term);
+        None: no such term.
     """
 
     features: list[Features]
     augmentation: DSAParams | None = None
     synthetic_bound: float | None = None
+    classifier: Callable[[torch.Tensor], torch.Tensor] | None = None
+    classifier_weight: float = 0.0
 
 
 class RealTarget(abc.ABC):
@@ -129,6 +136,10 @@ class RealTarget(abc.ABC):
         self.classes: list[int] = []
         #: Seconds :meth:`prepare` took (a pool's embedding, a private release); in the set's timings.
         self.seconds = 0.0
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """Raise :class:`ConfigError` if ``config`` cannot run with this target (validation; builds nothing)."""
 
     def quotas(self, ipc: int) -> list[int]:
         """Synthetic images per class of the label space (:func:`~fedcond.condense.common.class_quotas`)."""
@@ -169,18 +180,43 @@ def select_real_target(config: Config) -> str:
     """The name of the real-side target ``config`` asks for.
 
     A layer's section claims one by a ``real_target(config)`` method returning its name (privacy
-    mode does); at most one section may. Otherwise ``pool`` when ``condense.pool_networks`` is set,
-    else ``fresh``.
+    mode does); at most one section may, and ``condense.real_target``, when not ``auto``, must agree
+    with it. Otherwise ``condense.real_target`` when set, else ``pool`` when
+    ``condense.pool_networks`` is set and ``fresh`` when not.
     """
     claims = {}
+    chosen = config.condense.real_target
+    if chosen != "auto":
+        claims["condense"] = chosen
     for name, section in config.sections.items():
         claim = getattr(section, "real_target", None)
         target = claim(config) if callable(claim) else None
         if target is not None:
             claims[name] = target
-    if len(claims) > 1:
+    if len(set(claims.values())) > 1:
         named = ", ".join(f"{section} wants {target!r}" for section, target in claims.items())
         raise ConfigError(f"config sections disagree on what condensation matches against: {named}")
     if claims:
         return next(iter(claims.values()))
     return "pool" if config.condense.pool_networks else "fresh"
+
+
+def check_real_target_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` (``condense.real_target_params``) checked against target ``name``'s options, coerced."""
+    cls = REAL_TARGETS.get(name)
+    try:
+        return bind_options(cls, params, exclude=("real",), keyword_only=True)
+    except UnknownOption as exc:
+        raise ConfigError(
+            f"real-side target {name!r} has no parameter {exc.name!r}; valid: {', '.join(exc.accepted) or 'none'}"
+        ) from None
+    except InvalidOption as exc:
+        raise ConfigError(f"real-side target {name!r}: parameter {exc.name!r} must be {exc.expected}; got {exc.value!r}") from None
+
+
+def build_real_target(name: str, real: RealData) -> RealTarget:
+    """The target ``name`` over ``real``, with the options of ``condense.real_target_params`` where the
+    config chose it by name (a target a layer's section claims takes its settings from that section)."""
+    c = real.config.condense
+    params = c.real_target_params if c.real_target == name else {}
+    return REAL_TARGETS.get(name)(real, **check_real_target_params(name, params))

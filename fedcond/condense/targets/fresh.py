@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from fedcond.augment import apply_dsa
 from fedcond.condense.targets.base import RealSide, RealTarget, register_real_target
+from fedcond.errors import ConfigError
 from fedcond.features import embed_in_chunks
+
+if TYPE_CHECKING:
+    from fedcond.config import Config
 
 
 @register_real_target("fresh")
@@ -15,6 +21,11 @@ class FreshNetworks(RealTarget):
     ``condense.batch_real`` random real images per class under one DSA draw per class, mapped
     through it. Embedding maps see every class in one forward pass; gradient maps (DC), whose
     features depend on the whole batch, one class at a time."""
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        if config.condense.pool_networks:
+            raise ConfigError("condense.real_target fresh draws a new network every iteration; set condense.pool_networks 0")
 
     def prepare(self, classes: list[int]) -> None:
         super().prepare(classes)

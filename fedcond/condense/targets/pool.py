@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from fedcond.augment import DSAParams, apply_dsa, sample_dsa_params
 from fedcond.condense.targets.base import RealSide, RealTarget, register_real_target
 from fedcond.discrepancies import summarise_real
+from fedcond.errors import ConfigError
 from fedcond.features import FeatureMap, embed_in_chunks
 from fedcond.seeds import derive_seed
+
+if TYPE_CHECKING:
+    from fedcond.config import Config
 
 
 def network_seed(seed: int, network: int) -> int:
@@ -35,13 +41,18 @@ def network_seed(seed: int, network: int) -> int:
 
 @dataclass
 class RealStatisticsPool:
-    """Per entry ``k``: its network's seed, its DSA draw (``None`` without DSA) and its real
-    features per class, ``features[k][i]`` belonging to the ``i``-th class that has samples."""
+    """Per entry ``k``: its seed, its DSA draw (``None`` without DSA) and its real features per
+    class, ``features[k][i]`` belonging to the ``i``-th class that has samples.
+
+    An entry's network is the random one its seed initialises, or ``networks[k]`` when the pool was
+    built over given (e.g. trained) networks; then the seed only draws the entry's real images and DSA.
+    """
 
     seeds: list[int]
     augmentations: list[DSAParams | None]
     features: list[list[torch.Tensor]]
     seconds: float
+    networks: list[nn.Module] | None = None
 
     @classmethod
     def build(
@@ -59,9 +70,16 @@ class RealStatisticsPool:
         dsa_mode: str,
         seed: int,
         progress: bool,
+        given: list[nn.Module] | None = None,
     ) -> "RealStatisticsPool":
-        """Draw ``networks`` entries and embed each one's augmented real images with its network."""
+        """Draw ``networks`` entries and embed each one's augmented real images with its network.
+
+        ``given``: one network per entry (``len(given) == networks``) instead of random ones, made
+        active with ``feature_map.use_network``.
+        """
         started = time.perf_counter()
+        if given is not None and len(given) != networks:
+            raise ValueError(f"{len(given)} given networks for a pool of {networks}")
         seeds = [network_seed(seed, k) for k in range(networks)]
         features, augmentations = [], []
         cuda = [real_images.device] if real_images.device.type == "cuda" else []
@@ -69,7 +87,10 @@ class RealStatisticsPool:
             with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(seeds[k])
                 generator = torch.Generator().manual_seed(seeds[k])
-                feature_map.refresh()
+                if given is None:
+                    feature_map.refresh()
+                else:
+                    feature_map.use_network(given[k])
                 picks = [
                     idx[torch.randperm(len(idx), generator=generator)[:batch_real].to(idx.device)]
                     for idx in real_per_class
@@ -93,7 +114,8 @@ class RealStatisticsPool:
                 augmentations.append(params)
                 embedded = embed_in_chunks(feature_map, real, labels)
                 features.append([summarise_real(discrepancy, part) for part in embedded.split(counts)])
-        return cls(seeds=seeds, augmentations=augmentations, features=features, seconds=time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return cls(seeds=seeds, augmentations=augmentations, features=features, seconds=seconds, networks=given)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -103,7 +125,11 @@ class RealStatisticsPool:
         return int(torch.randint(len(self.seeds), (1,), generator=generator))
 
     def activate(self, network: int, feature_map: FeatureMap) -> None:
-        """Re-create pool network ``network`` inside ``feature_map``; the global RNG is left as it was."""
+        """Make pool network ``network`` active in ``feature_map`` (a random one re-created from its
+        seed; the global RNG is left as it was)."""
+        if self.networks is not None:
+            feature_map.use_network(self.networks[network])
+            return
         cuda = [torch.device("cuda")] if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seeds[network])
@@ -122,6 +148,11 @@ class RealStatisticsPool:
 class PoolTarget(RealTarget):
     """Matches against a :class:`RealStatisticsPool` of ``condense.pool_networks`` entries: each
     iteration draws an entry, re-creates its network and returns its cached real features."""
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        if config.condense.pool_networks < 1:
+            raise ConfigError(f"condense.real_target {config.condense.real_target} needs condense.pool_networks >= 1")
 
     def prepare(self, classes: list[int]) -> None:
         super().prepare(classes)
