@@ -23,7 +23,7 @@ from fedcond.discrepancies.base import FEATURE_KINDS, Features
 from fedcond.errors import ConfigError
 from fedcond.models import ImageClassifier, build_model
 from fedcond.registry import Registry
-from fedcond.values import InvalidOption, UnknownOption, bind_options, option_names
+from fedcond.values import bind_component_options, option_names
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
@@ -355,14 +355,7 @@ def check_feature_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     accepted = [n for n in option_names(cls, keyword_only=True) if n != "network"]
     if "network" in params and not (isinstance(params["network"], nn.Module) and "network" in option_names(cls)):
         raise ConfigError(f"feature map {name!r} has no parameter 'network'; valid: {', '.join(accepted) or 'none'}")
-    try:
-        return bind_options(cls, params, keyword_only=True, passthrough=("network",))
-    except UnknownOption as exc:
-        raise ConfigError(
-            f"feature map {name!r} has no parameter {exc.name!r}; valid: {', '.join(exc.accepted) or 'none'}"
-        ) from None
-    except InvalidOption as exc:
-        raise ConfigError(f"feature map {name!r}: parameter {exc.name!r} must be {exc.expected}; got {exc.value!r}") from None
+    return bind_component_options("feature map", name, cls, params, keyword_only=True, passthrough=("network",))
 
 
 def build_feature_map(name: str, context: FeatureContext, **params: Any) -> FeatureMap:

@@ -253,6 +253,22 @@ def bind_options(
     return bound
 
 
+def bind_component_options(kind: str, name: str, fn: Callable[..., Any], options: Mapping[str, Any], **how: Any) -> dict[str, Any]:
+    """:func:`bind_options` for the registered component ``name`` of ``kind`` (``"feature map"``,
+    ``"real-side target"``), its failures raised as one-line :class:`~fedcond.errors.ConfigError`
+    messages that name the component, the parameter and what is valid; ``how`` goes to :func:`bind_options`."""
+    from fedcond.errors import ConfigError
+
+    try:
+        return bind_options(fn, options, **how)
+    except UnknownOption as exc:
+        raise ConfigError(
+            f"{kind} {name!r} has no parameter {exc.name!r}; valid: {', '.join(exc.accepted) or 'none'}"
+        ) from None
+    except InvalidOption as exc:
+        raise ConfigError(f"{kind} {name!r}: parameter {exc.name!r} must be {exc.expected}; got {exc.value!r}") from None
+
+
 def _parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
     target = fn.__init__ if isinstance(fn, type) else fn
     return list(inspect.signature(target).parameters.values())

@@ -35,7 +35,7 @@ from fedcond.discrepancies.base import Features
 from fedcond.errors import ConfigError
 from fedcond.features import FeatureMap
 from fedcond.registry import Registry
-from fedcond.values import InvalidOption, UnknownOption, bind_options
+from fedcond.values import bind_component_options
 
 if TYPE_CHECKING:
     from fedcond.config import Config
@@ -203,15 +203,7 @@ def select_real_target(config: Config) -> str:
 
 def check_real_target_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """``params`` (``condense.real_target_params``) checked against target ``name``'s options, coerced."""
-    cls = REAL_TARGETS.get(name)
-    try:
-        return bind_options(cls, params, exclude=("real",), keyword_only=True)
-    except UnknownOption as exc:
-        raise ConfigError(
-            f"real-side target {name!r} has no parameter {exc.name!r}; valid: {', '.join(exc.accepted) or 'none'}"
-        ) from None
-    except InvalidOption as exc:
-        raise ConfigError(f"real-side target {name!r}: parameter {exc.name!r} must be {exc.expected}; got {exc.value!r}") from None
+    return bind_component_options("real-side target", name, REAL_TARGETS.get(name), params, keyword_only=True)
 
 
 def build_real_target(name: str, real: RealData) -> RealTarget:

@@ -14,6 +14,7 @@ entry. The training is part of the target's preparation, so its time is inside
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -133,8 +134,10 @@ class TrainedPoolTarget(PoolTarget):
         c = config.condense
         if c.pool_networks < 1:
             raise ConfigError("condense.real_target trained-pool trains condense.pool_networks networks: set it >= 1")
-        params = check_real_target_params("trained-pool", c.real_target_params)
-        steps, snapshots = params.get("train_steps", 100), params.get("snapshots", 4)
+        # The options as the constructor will see them, its defaults filled in.
+        options = inspect.signature(cls).bind_partial(None, **check_real_target_params("trained-pool", c.real_target_params))
+        options.apply_defaults()
+        steps, snapshots = options.arguments["train_steps"], options.arguments["snapshots"]
         if snapshots > steps:
             raise ConfigError(f"trained-pool: snapshots ({snapshots}) cannot exceed train_steps ({steps})")
         if not FEATURE_MAPS.get(c.feature_map).takes_networks:
