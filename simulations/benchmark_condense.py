@@ -1,23 +1,26 @@
-"""Benchmark: condensed sets (mmd-linear = DM, mmd-gaussian = M3D-style) against random and herding
-coresets of the same size, over several seeds, on digits (ipc 1 and 10) and, when it is installed,
-Fashion-MNIST (ipc 10 under the CPU budget set in its config).
+"""Benchmark: fedcond's shipped digits recipe, plain DM (mmd-linear) and M3D-style MMD
+(mmd-gaussian) against random and herding coresets of the same size, over several seeds, on
+scikit-learn's digits at ipc 1 and 10.
 
     python -m simulations.benchmark_condense --out runs/benchmark-condense --update-readme
 
-Writes ``OUT/results.json`` (every seed's accuracy and timing) and prints the table; with
-``--update-readme [FILE]`` it replaces the table between the benchmark-condense markers of FILE
-(default: ``docs/benchmarks.md``).
+Every seed of every row records ``command``: the ``fedcond condense`` command that reproduces it,
+built from the same ``--set`` items the benchmark loads its config with (so a row and its command
+cannot drift apart); ``code`` records the commit. Writes ``OUT/results.json`` after every row and
+prints the table; with ``--update-readme [FILE]`` it replaces the table between the
+benchmark-condense markers of FILE (default: ``docs/benchmarks.md``). Fashion-MNIST against
+coresets is measured by ``simulations/benchmark_quality.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
+import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,13 @@ from fedcond.device import resolve_device
 from fedcond.errors import FedcondError
 from fedcond.io import atomic_write_json
 from fedcond.report import peak_memory_mb
-from simulations.reporting import add_update_readme_argument, machine, measured_header, replace_readme_block
+from simulations.reporting import (
+    add_update_readme_argument,
+    code_version,
+    machine,
+    measured_header,
+    replace_readme_block,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 README_START = "<!-- benchmark-condense:start -->"
@@ -46,22 +55,50 @@ class Experiment:
     overrides: tuple[str, ...] = ()
 
 
-EXPERIMENTS = (
-    Experiment("configs/default.yaml", (1, 10)),
-    # One network per seed: a 300-epoch ConvNet on 28x28 images takes ~1.5 minutes on 2 cores.
-    Experiment("configs/fashion-mnist-ipc10.yaml", (10,), ("evaluation.runs=1",)),
+@dataclass(frozen=True)
+class Method:
+    """One row kind: ``overrides`` turn the experiment's config into this method."""
+
+    label: str
+    overrides: tuple[str, ...]
+
+
+EXPERIMENTS = (Experiment("configs/default.yaml", (1, 10)),)
+#: The published loops: a fresh random network and real batch every iteration, from random real images.
+REFERENCE_LOOP = (
+    "condense.real_target=fresh",
+    "condense.pool_networks=0",
+    "condense.real_target_params={}",
+    "condense.init=real",
+    "condense.discrepancy_params={}",
 )
-DISCREPANCIES = ("mmd-linear", "mmd-gaussian")
-BASELINES = ("random", "herding")
-QUICK = ("condense.iterations=5", "evaluation.epochs=5", "evaluation.runs=1", "condense.batch_real=32")
+METHODS = (
+    Method("fedcond", ()),  # the config as shipped
+    Method("mmd-linear", ("condense.discrepancy=mmd-linear", *REFERENCE_LOOP)),
+    Method("mmd-gaussian", ("condense.discrepancy=mmd-gaussian", *REFERENCE_LOOP)),
+    Method("random", ("condense.method=random",)),
+    Method("herding", ("condense.method=herding",)),
+)
+#: ``--quick``: seconds; checks the script (and the rows' commands), measures nothing. The trained
+#: pool shrinks with it; the reference rows replace these pool settings with their own.
+QUICK = (
+    "condense.iterations=5",
+    "evaluation.epochs=5",
+    "evaluation.runs=1",
+    "condense.batch_real=32",
+    "condense.pool_networks=2",
+    "condense.real_target_params={train_steps: 4, snapshots: 2}",
+)
 
 
-def _variants(config: Config, ipc: int) -> list[tuple[str, Config]]:
-    """The condensed methods and the baselines, all at ``ipc`` images per class."""
-    c = dataclasses.replace(config.condense, ipc=ipc)
-    out = [(d, dataclasses.replace(config, condense=dataclasses.replace(c, discrepancy=d))) for d in DISCREPANCIES]
-    out += [(b, dataclasses.replace(config, condense=dataclasses.replace(c, method=b))) for b in BASELINES]
-    return out
+def seed_overrides(experiment: Experiment, ipc: int, method: Method, seed: int, quick: bool) -> list[str]:
+    """The ``--set`` items of one seed of one row, in the order they apply."""
+    return [*experiment.overrides, *(QUICK if quick else ()), f"condense.ipc={ipc}", *method.overrides, f"seed={seed}"]
+
+
+def reproduce_command(experiment: Experiment, overrides: list[str]) -> str:
+    """The ``fedcond condense`` command that condenses and evaluates this seed as the benchmark did."""
+    return shlex.join(["fedcond", "condense", "--config", experiment.config, *(f"--set={o}" for o in overrides)])
 
 
 def run(
@@ -70,6 +107,8 @@ def run(
     progress: bool,
     datasets: set[str] | None,
     save: Callable[[dict[str, Any]], None],
+    methods: Sequence[Method] = METHODS,
+    experiments: Sequence[Experiment] = EXPERIMENTS,
 ) -> dict[str, Any]:
     """Run the grid; ``save`` receives the results after every finished row, so a long run that
     is interrupted keeps what it measured."""
@@ -77,15 +116,15 @@ def run(
         "benchmark": "condense",
         "date": dt.date.today().isoformat(),
         "machine": machine(),
+        "code": code_version(),
         "seeds": seeds,
         "quick": quick,
         "complete": False,
         "rows": [],
         "skipped": {},
     }
-    for experiment in EXPERIMENTS:
-        overrides = [*experiment.overrides, f"progress={str(progress).lower()}", *(QUICK if quick else ())]
-        base = Config.load(ROOT / experiment.config, overrides)
+    for experiment in experiments:
+        base = Config.load(ROOT / experiment.config, [*experiment.overrides, *(QUICK if quick else ())])
         if datasets is not None and base.dataset.name not in datasets:
             continue
         available, detail = dataset_availability(base.dataset)
@@ -96,10 +135,12 @@ def run(
         splits = load_dataset(base.dataset)
         device = resolve_device(base.device)
         for ipc in experiment.ipcs:
-            for label, variant in _variants(base, ipc):
+            for method in methods:
                 per_seed = []
                 for seed in seeds:
-                    config = dataclasses.replace(variant, seed=seed)
+                    overrides = seed_overrides(experiment, ipc, method, seed, quick)
+                    # Loaded from the very items the command records, so the row is what the command gives.
+                    config = Config.load(ROOT / experiment.config, [*overrides, f"progress={str(progress).lower()}"])
                     synthetic = condense(splits.train, config, device=device)
                     evaluation = evaluate_synthetic(synthetic, splits.test, config, device=device)
                     seconds = round(synthetic.metadata["timings"]["condense_seconds"], 2)
@@ -110,26 +151,33 @@ def run(
                             "accuracies": evaluation.accuracies,
                             "condense_seconds": seconds,
                             "evaluate_seconds": evaluation.seconds,
+                            "command": reproduce_command(experiment, overrides),
                         }
                     )
                     print(
-                        f"{base.dataset.name} ipc={ipc} {label} seed={seed}: {evaluation.accuracy_mean:.2f}% "
+                        f"{base.dataset.name} ipc={ipc} {method.label} seed={seed}: {evaluation.accuracy_mean:.2f}% "
                         f"(condense {seconds:.0f} s, evaluate {evaluation.seconds:.0f} s)",
                         flush=True,
                     )
+                c = config.condense
                 accuracies = [s["accuracy_mean"] for s in per_seed]
                 results["rows"].append(
                     {
                         "dataset": base.dataset.name,
                         "ipc": ipc,
-                        "method": label,
-                        "iterations": variant.condense.iterations if variant.condense.method == "matching" else 0,
-                        "batch_real": variant.condense.batch_real,
+                        "method": method.label,
+                        "condense_method": c.method,
+                        "discrepancy": c.discrepancy if c.method == "matching" else None,
+                        "real_target": c.real_target if c.method == "matching" else None,
+                        "init": c.init if c.method == "matching" else None,
+                        "overrides": list(method.overrides),
+                        "iterations": c.iterations if c.method == "matching" else 0,
+                        "batch_real": c.batch_real,
                         "accuracy_mean": round(float(np.mean(accuracies)), 2),
                         "accuracy_std": round(float(np.std(accuracies)), 2),
                         "condense_seconds_mean": round(float(np.mean([s["condense_seconds"] for s in per_seed])), 2),
-                        "eval_runs_per_seed": variant.evaluation.runs,
-                        "eval_epochs": variant.evaluation.epochs,
+                        "eval_runs_per_seed": config.evaluation.runs,
+                        "eval_epochs": config.evaluation.epochs,
                         "seeds": per_seed,
                     }
                 )
@@ -143,15 +191,22 @@ def run(
 def table(results: dict[str, Any]) -> str:
     """Markdown table: accuracy mean ± std over seeds (each seed's value: mean over its eval runs)."""
     lines = [
-        "| dataset | ipc | method | iterations | accuracy % (mean ± std over seeds) | condense s |",
-        "|---|---|---|---|---|---|",
+        "| dataset | ipc | method | recipe | iterations | accuracy % (mean ± std over seeds) | condense s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         lines.append(
-            f"| {r['dataset']} | {r['ipc']} | {r['method']} | {r['iterations'] or '-'} | "
+            f"| {r['dataset']} | {r['ipc']} | {r['method']} | {_recipe(r)} | {r['iterations'] or '-'} | "
             f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f} | {r['condense_seconds_mean']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def _recipe(row: dict[str, Any]) -> str:
+    """What a matching row matched, against what, from which images; ``-`` for coresets (and old results)."""
+    if not row.get("discrepancy"):
+        return "-"
+    return f"{row['discrepancy']}, {row['real_target']} target, {row['init']} init"
 
 
 def update_readme(path: Path, results: dict[str, Any], command: str) -> None:

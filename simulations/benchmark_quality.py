@@ -33,7 +33,13 @@ from fedcond.data import DatasetSplits, dataset_availability
 from fedcond.errors import FedcondError
 from fedcond.io import atomic_write_json
 from fedcond.report import peak_memory_mb
-from simulations.reporting import add_update_readme_argument, machine, measured_header, replace_readme_block
+from simulations.reporting import (
+    add_update_readme_argument,
+    code_version,
+    machine,
+    measured_header,
+    replace_readme_block,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROG = "benchmark_quality"
@@ -213,6 +219,7 @@ def new_results(seeds: Sequence[int], quick: bool, dataset: str, command: str) -
         "benchmark": "quality",
         "date": dt.date.today().isoformat(),
         "machine": machine(),
+        "code": code_version(),
         "dataset": dataset,
         "command": command,
         "seeds": list(seeds),

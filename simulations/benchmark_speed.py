@@ -49,7 +49,13 @@ from fedcond.io import atomic_write_json
 from fedcond.models import build_model
 from fedcond.report import peak_memory_mb, reset_peak_memory
 from fedcond.seeds import derive_seed
-from simulations.reporting import add_update_readme_argument, machine, measured_header, replace_readme_block
+from simulations.reporting import (
+    add_update_readme_argument,
+    code_version,
+    machine,
+    measured_header,
+    replace_readme_block,
+)
 from simulations.speed_time_to_accuracy import run_time_to_accuracy
 from simulations.speed_time_to_accuracy import summarise as time_summary
 from simulations.speed_time_to_accuracy import table as time_table
@@ -409,6 +415,7 @@ def run(
         "benchmark": "speed",
         "date": dt.date.today().isoformat(),
         "machine": machine(),
+        "code": code_version(),
         "dataset": settings.dataset,
         "quick": quick,
         "parts": list(parts),

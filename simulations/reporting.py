@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,29 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
+
+
+def code_version() -> dict[str, Any]:
+    """The commit a benchmark ran from, and whether the tree had uncommitted changes.
+
+    A figure is only reproducible from its command at the code that produced it; ``commit`` is
+    None outside a git checkout (an installed copy), so a reader knows it cannot be traced.
+    """
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
 
 
 def _cpu_model() -> str | None:
@@ -115,9 +139,17 @@ def measured_header(results: dict[str, Any], command: str) -> list[str]:
         + (f", {_threads(m['torch_threads'])})" if "torch_threads" in m else ")")
         + (f", seeds {', '.join(map(str, seeds))}" if seeds else "")
         + (f"; peak RSS {memory:.0f} MB" if memory is not None else "")
+        + _code_phrase(results.get("code"))
         + (". Command:" if "\n" not in command else ". Commands (one report of their scenarios):")
     )
     return [line, "", "```", command, "```", ""]
+
+
+def _code_phrase(code: dict[str, Any] | None) -> str:
+    """``; commit abc1234`` (``+ uncommitted changes`` when the tree was dirty); nothing for older results."""
+    if not code or not code.get("commit"):
+        return ""
+    return f"; commit {code['commit'][:7]}" + (" with uncommitted changes" if code.get("dirty") else "")
 
 
 # ---------------------------------------------------------------------- scenario benchmarks
@@ -153,6 +185,7 @@ class ScenarioBenchmark:
             "command": command,
             "date": dt.date.today().isoformat(),
             "machine": machine(),
+            "code": code_version(),
             "quick": args.quick,
             "complete": False,
             "scenarios": {},
@@ -189,7 +222,11 @@ class ScenarioBenchmark:
         lines.append(self.report(results))
         checked = results.get("checks", {})
         if checked:
-            lines += ["", "Targets: " + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items())]
+            lines += [
+                "",
+                "Targets: "
+                + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items()),
+            ]
         if not results.get("complete", True):
             lines.append("\nThe run was stopped early: these are the scenarios it finished.")
         lines += [f"\nNote: {note}" for note in results.get("notes", [results["note"]] if "note" in results else [])]
@@ -197,12 +234,18 @@ class ScenarioBenchmark:
 
     def main(self, argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
-        parser.add_argument("--out", help="output folder (required unless --from-results; with it: where the merged results.json goes)")
-        parser.add_argument("--config", default=self.default_config, help="base config of the full scenarios (default: %(default)s)")
+        parser.add_argument(
+            "--out", help="output folder (required unless --from-results; with it: where the merged results.json goes)"
+        )
+        parser.add_argument(
+            "--config", default=self.default_config, help="base config of the full scenarios (default: %(default)s)"
+        )
         parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                             help="override a key of every scenario's config before the scenario's own (repeatable)")  # fmt: skip
         parser.add_argument("--scenarios", help="comma-separated subset of: " + ", ".join(self.scenario_names))
-        parser.add_argument("--quick", action="store_true", help="digits, tiny budgets: checks the script, measures nothing")
+        parser.add_argument(
+            "--quick", action="store_true", help="digits, tiny budgets: checks the script, measures nothing"
+        )
         add_update_readme_argument(parser)
         parser.add_argument("--from-results", metavar="results.json", nargs="+",
                             help="do not run: report earlier runs (several: their scenarios merged, later files win)")  # fmt: skip

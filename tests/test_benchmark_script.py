@@ -14,8 +14,8 @@ RESULTS = {
     "peak_memory_mb": 812.0,
     "skipped": {"fashion-mnist": "not installed"},
     "rows": [
-        {"dataset": "digits", "ipc": 1, "method": "mmd-linear", "iterations": 300, "accuracy_mean": 83.11,
-         "accuracy_std": 0.67, "condense_seconds_mean": 54.2},
+        {"dataset": "digits", "ipc": 1, "method": "mmd-linear", "discrepancy": "mmd-linear", "real_target": "fresh",
+         "init": "real", "iterations": 300, "accuracy_mean": 83.11, "accuracy_std": 0.67, "condense_seconds_mean": 54.2},
         {"dataset": "digits", "ipc": 1, "method": "random", "iterations": 0, "accuracy_mean": 62.0,
          "accuracy_std": 2.2, "condense_seconds_mean": 0.0},
     ],
@@ -24,8 +24,8 @@ RESULTS = {
 
 def test_table_rows() -> None:
     lines = table(RESULTS).splitlines()
-    assert lines[2] == "| digits | 1 | mmd-linear | 300 | 83.1 ± 0.7 | 54.2 |"
-    assert lines[3] == "| digits | 1 | random | - | 62.0 ± 2.2 | 0.0 |"
+    assert lines[2] == "| digits | 1 | mmd-linear | mmd-linear, fresh target, real init | 300 | 83.1 ± 0.7 | 54.2 |"
+    assert lines[3] == "| digits | 1 | random | - | - | 62.0 ± 2.2 | 0.0 |"
 
 
 def test_update_readme_replaces_only_the_marked_block(tmp_path) -> None:
@@ -57,3 +57,29 @@ def test_from_results_of_a_missing_or_foreign_file_is_one_line(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no 'rows'" in err
     assert not out.exists()  # reprinting never creates the output folder
+
+
+def test_a_row_is_what_its_recorded_command_gives(tmp_path) -> None:
+    """The figure a row reports for a seed is what a user gets from the command it records.
+
+    A row measured through another path than the CLI (other overrides, other defaults, state
+    left by earlier rows) would differ here; the machine and the commit it ran on are recorded
+    beside it, since a set can also differ from one CPU to another.
+    """
+    import json
+    import shlex
+
+    from fedcond.apps.cli import main as cli_main
+    from simulations.benchmark_condense import METHODS, run
+
+    fedcond_row, dm_row = METHODS[0], METHODS[1]
+    results = run([1], True, False, {"digits"}, lambda r: None, methods=[dm_row, fedcond_row])
+    assert results["code"]["commit"] is None or len(results["code"]["commit"]) == 40
+    for row in results["rows"][:2]:  # ipc 1: the DM row first, so the fedcond row runs after another method
+        seed = row["seeds"][0]
+        argv = shlex.split(seed["command"])
+        assert argv[:2] == ["fedcond", "condense"] and "--set=seed=1" in argv
+        out = tmp_path / row["method"]
+        assert cli_main([*argv[1:], "--out", str(out)]) == 0
+        reproduced = json.loads((out / "results.json").read_text())
+        assert reproduced["evaluation"]["accuracies"] == seed["accuracies"], row["method"]

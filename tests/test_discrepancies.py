@@ -25,7 +25,7 @@ from fedcond.discrepancies import (
 )
 from fedcond.errors import ConfigError
 
-EMBEDDING = ["mmd-linear", "mmd-gaussian", "sliced-wasserstein", "moments"]
+EMBEDDING = ["mmd-linear", "mmd-gaussian", "mmd-gaussian-linear", "sliced-wasserstein", "moments"]
 
 
 @pytest.fixture(autouse=True)
@@ -136,6 +136,35 @@ def test_normalized_mmd_gaussian_tends_to_linear_mmd_for_wide_kernels() -> None:
     raw = mmd_gaussian(real, synthetic, bandwidths=(2.0, 5.0), scale=0.7, normalize=False)
     normalized = mmd_gaussian(real, synthetic, bandwidths=(2.0, 5.0), scale=0.7)
     assert 2.0 * 0.7 * raw.item() < normalized.item() < 5.0 * 0.7 * raw.item()
+
+
+def test_mmd_gaussian_linear_weight_adds_that_many_linear_mmds() -> None:
+    real, synthetic = torch.randn(20, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64) + 0.5
+    plain = mmd_gaussian(real, synthetic)
+    mixed = mmd_gaussian(real, synthetic, linear_weight=2.5)
+    assert mixed.item() == pytest.approx(plain.item() + 2.5 * mmd_linear(real, synthetic).item(), rel=1e-9)
+    registered = build_discrepancy("mmd-gaussian-linear")  # linear_weight 1 by default
+    assert registered(real, synthetic).item() == pytest.approx(plain.item() + mmd_linear(real, synthetic).item())
+    assert mmd_gaussian(real, real.clone(), linear_weight=2.5).item() == 0.0
+
+
+def test_mmd_gaussian_linear_weight_pulls_a_lone_point_to_the_mean_not_a_mode() -> None:
+    """One synthetic point against two far clusters (90 % / 10 %): the narrow kernels hold it in the
+    big cluster's mode, the linear term moves it towards the class mean between them."""
+    real = torch.cat([torch.randn(90, 2) * 0.1, torch.randn(10, 2) * 0.1 + torch.tensor([10.0, 0.0])])
+    mean_x = real.mean(0)[0].item()
+
+    def descend(linear_weight: float) -> float:
+        point = torch.zeros(1, 2, requires_grad=True)
+        optimiser = torch.optim.SGD([point], lr=0.05)
+        for _ in range(400):
+            optimiser.zero_grad()
+            mmd_gaussian(real, point, bandwidths=(0.01,), scale=1.0, linear_weight=linear_weight).backward()
+            optimiser.step()
+        return point[0, 0].item()
+
+    assert abs(descend(0.0)) < 0.2  # stays in the mode
+    assert abs(descend(1.0) - mean_x) < 0.2  # reaches the mean
 
 
 def test_mmd_gaussian_median_scale_is_the_median_pair_distance() -> None:
@@ -321,13 +350,14 @@ def test_unknown_names_raise_config_error_listing_the_choices() -> None:
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("mmd-gaussian", {"bandwidth": [1.0]}, "'bandwidth'.*valid: bandwidths, normalize, scale"),
+        ("mmd-gaussian", {"bandwidth": [1.0]}, "'bandwidth'.*valid: bandwidths, linear_weight, normalize, scale"),
         ("mmd-linear", {"scale": 1.0}, "'scale'.*valid: none"),
         ("mmd-gaussian", {"bandwidths": [1.0, -2.0]}, "'bandwidths' must be .*> 0"),
         ("mmd-gaussian", {"bandwidths": []}, "'bandwidths' must be a non-empty list"),
         ("mmd-gaussian", {"bandwidths": 2.0}, "'bandwidths' must be a non-empty list"),
         ("mmd-gaussian", {"scale": "mean"}, "'scale' must be 'median' or a number > 0"),
         ("mmd-gaussian", {"scale": 0}, "'scale' must be"),
+        ("mmd-gaussian", {"linear_weight": -0.5}, "'linear_weight' must be a number >= 0"),
         ("sliced-wasserstein", {"num_projections": 2.5}, "'num_projections' must be an integer > 0"),
         ("sliced-wasserstein", {"num_projections": True}, "'num_projections' must be an integer"),
         ("sliced-wasserstein", {"p": 0.5}, "'p' must be a number >= 1"),

@@ -98,7 +98,7 @@ def test_the_engine_runs_without_flower_ray_or_avalanche() -> None:
         fedcond.condense
         bare = {m.split(".")[0] for m in sys.modules}
         assert not {"flwr", "ray", "avalanche", "strategies"} & bare, sorted(bare)
-        config = fedcond.Config.load("configs/default.yaml", [
+        config = fedcond.Config.load("configs/digits-dm.yaml", [
             "continual.mem_size=50", "privacy.delta=1e-6", "device=cpu", "progress=false",
             "condense.iterations=2", "condense.ipc=1", "evaluation.runs=1", "evaluation.epochs=1",
         ])

@@ -23,7 +23,7 @@ from fedcond.discrepancies.base import (
     summarise_real,
 )
 from fedcond.discrepancies.gradient_matching import gradient_matching
-from fedcond.discrepancies.mmd import mmd_gaussian, mmd_linear
+from fedcond.discrepancies.mmd import mmd_gaussian, mmd_gaussian_linear, mmd_linear
 from fedcond.discrepancies.moments import moments
 from fedcond.discrepancies.params import Bound, NonNegative, Positive
 from fedcond.discrepancies.sliced_wasserstein import sliced_wasserstein
@@ -39,6 +39,7 @@ __all__ = [
     "discrepancy_accepts",
     "gradient_matching",
     "mmd_gaussian",
+    "mmd_gaussian_linear",
     "mmd_linear",
     "moments",
     "register_discrepancy",
