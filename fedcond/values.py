@@ -24,16 +24,20 @@ from typing import Annotated, Any, Literal, Union
 
 @dataclass(frozen=True)
 class Bound:
-    """A lower limit on a number, attached to a hint with ``Annotated[float, Bound(...)]``."""
+    """Limits on a number, attached to a hint with ``Annotated[float, Bound(...)]``: a lower
+    one, and optionally an upper one (``high``, always inclusive)."""
 
     low: float
     inclusive: bool = False
+    high: float | None = None
 
     def admits(self, value: float) -> bool:
-        return value >= self.low if self.inclusive else value > self.low
+        above = value >= self.low if self.inclusive else value > self.low
+        return above and (self.high is None or value <= self.high)
 
     def __str__(self) -> str:
-        return f"{'>=' if self.inclusive else '>'} {self.low:g}"
+        text = f"{'>=' if self.inclusive else '>'} {self.low:g}"
+        return text if self.high is None else f"{text} and <= {self.high:g}"
 
 
 Positive = Bound(0.0)

@@ -64,6 +64,7 @@ class Method:
 
 
 EXPERIMENTS = (Experiment("configs/default.yaml", (1, 10)),)
+OWN_METHOD = "fedcond"
 #: The published loops: a fresh random network and real batch every iteration, from random real images.
 REFERENCE_LOOP = (
     "condense.real_target=fresh",
@@ -73,7 +74,7 @@ REFERENCE_LOOP = (
     "condense.discrepancy_params={}",
 )
 METHODS = (
-    Method("fedcond", ()),  # the config as shipped
+    Method(OWN_METHOD, ()),  # the config as shipped
     Method("mmd-linear", ("condense.discrepancy=mmd-linear", *REFERENCE_LOOP)),
     Method("mmd-gaussian", ("condense.discrepancy=mmd-gaussian", *REFERENCE_LOOP)),
     Method("random", ("condense.method=random",)),
@@ -185,6 +186,7 @@ def run(
                 save(results)
     results["complete"] = True
     results["peak_memory_mb"] = peak_memory_mb()
+    results["checks"] = checks(results)
     return results
 
 
@@ -209,10 +211,57 @@ def _recipe(row: dict[str, Any]) -> str:
     return f"{row['discrepancy']}, {row['real_target']} target, {row['init']} init"
 
 
+#: The Quality issue's digits targets: (name, ipc, baseline, points the shipped recipe must be above it).
+TARGETS = (
+    ("digits_ipc10_vs_random", 10, "random", 3.0),
+    ("digits_ipc10_vs_herding", 10, "herding", 1.5),
+    ("digits_ipc1_vs_herding", 1, "herding", 3.0),
+    # The shipped default must never lose to herding.
+    ("digits_ipc1_not_below_herding", 1, "herding", 0.0),
+    ("digits_ipc10_not_below_herding", 10, "herding", 0.0),
+)
+#: Fewer seeds than this and a check is incomplete, hence not met.
+TARGET_SEEDS = 3
+
+
+def checks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target: the ``fedcond`` row's mean minus the baseline's, over seeds both rows ran.
+
+    A check needs both rows with at least :data:`TARGET_SEEDS` seeds; otherwise it is reported
+    with ``complete: false`` and ``met: false``, never as met.
+    """
+    rows = {(r["dataset"], r["ipc"], r["method"]): r for r in results["rows"]}
+    out: dict[str, dict[str, Any]] = {}
+    for name, ipc, baseline, margin in TARGETS:
+        own, other = rows.get(("digits", ipc, OWN_METHOD)), rows.get(("digits", ipc, baseline))
+        target = f"fedcond - {baseline} >= {margin:+.1f} points at ipc {ipc}"
+        if own is None or other is None:
+            out[name] = {"target": target, "value": None, "complete": False, "met": False}
+            continue
+        seeds = min(len(own["seeds"]), len(other["seeds"]))
+        gap = round(own["accuracy_mean"] - other["accuracy_mean"], 2)
+        complete = seeds >= TARGET_SEEDS and not results.get("quick")
+        out[name] = {"target": target, "value": gap, "seeds": seeds, "complete": complete, "met": complete and gap >= margin}
+    return out
+
+
+def _brief(check: dict[str, Any]) -> str:
+    if check["value"] is None:
+        return "not measured"
+    return f"{check['value']:+.2f}" + ("" if check["complete"] else f", {check.get('seeds', 0)} seeds: not a result")
+
+
+def _targets_line(checked: dict[str, dict[str, Any]]) -> str:
+    return "Targets: " + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items())
+
+
 def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
+    checked = checks(results)
     lines = [
         *measured_header(results, command),
         table(results),
+        "",
+        _targets_line(checked),
         *(f"\n{name} skipped: {why}" for name, why in results["skipped"].items()),
         *(() if results.get("complete", True) else ("\nThe run was stopped early: these are the rows it finished.",)),
     ]
@@ -251,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)  # only a run writes: reprinting touches nothing
             results = run(seeds, args.quick, args.progress, datasets, save)
             save(results)
+        results["checks"] = checks(results)  # recomputed: an earlier run's file may predate a target
         print(table(results))
+        print(_targets_line(results["checks"]))
         if args.update_readme:
             command = "python -m simulations.benchmark_condense " + " ".join(
                 a for a in (argv if argv is not None else sys.argv[1:])

@@ -83,3 +83,28 @@ def test_a_row_is_what_its_recorded_command_gives(tmp_path) -> None:
         assert cli_main([*argv[1:], "--out", str(out)]) == 0
         reproduced = json.loads((out / "results.json").read_text())
         assert reproduced["evaluation"]["accuracies"] == seed["accuracies"], row["method"]
+
+
+def _row(ipc: int, method: str, accuracy: float, seeds: int = 3) -> dict:
+    return {"dataset": "digits", "ipc": ipc, "method": method, "accuracy_mean": accuracy, "seeds": [{}] * seeds}
+
+
+def test_checks_compare_the_shipped_recipe_with_each_baseline() -> None:
+    from simulations.benchmark_condense import checks
+
+    rows = [_row(10, "fedcond", 96.0), _row(10, "random", 92.5), _row(10, "herding", 95.0),
+            _row(1, "fedcond", 88.0), _row(1, "herding", 84.5)]  # fmt: skip
+    result = checks({"rows": rows})
+    assert result["digits_ipc10_vs_random"]["met"] and result["digits_ipc10_vs_random"]["value"] == 3.5
+    assert not result["digits_ipc10_vs_herding"]["met"]  # +1.0 < +1.5
+    assert result["digits_ipc1_vs_herding"]["met"] and result["digits_ipc10_not_below_herding"]["met"]
+
+
+def test_checks_with_fewer_seeds_or_a_missing_row_are_never_met() -> None:
+    from simulations.benchmark_condense import checks
+
+    result = checks({"rows": [_row(1, "fedcond", 99.0, seeds=1), _row(1, "herding", 50.0)]})
+    assert result["digits_ipc1_vs_herding"] == {
+        "target": "fedcond - herding >= +3.0 points at ipc 1", "value": 49.0, "seeds": 1, "complete": False, "met": False,
+    }  # fmt: skip
+    assert result["digits_ipc10_vs_random"]["value"] is None and not result["digits_ipc10_vs_random"]["met"]

@@ -15,6 +15,7 @@ from fedcond.discrepancies import (
     Positive,
     base,
     build_discrepancy,
+    characteristic_function,
     discrepancy_accepts,
     gradient_matching,
     mmd_gaussian,
@@ -25,7 +26,9 @@ from fedcond.discrepancies import (
 )
 from fedcond.errors import ConfigError
 
-EMBEDDING = ["mmd-linear", "mmd-gaussian", "mmd-gaussian-linear", "sliced-wasserstein", "moments"]
+EMBEDDING = [
+    "mmd-linear", "mmd-gaussian", "mmd-gaussian-linear", "sliced-wasserstein", "moments", "characteristic-function",
+]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -175,6 +178,31 @@ def test_mmd_gaussian_median_scale_is_the_median_pair_distance() -> None:
     assert mmd_gaussian(real, synthetic).item() == pytest.approx(
         mmd_gaussian(real, synthetic, scale=median).item(), rel=1e-9
     )
+
+
+def test_characteristic_function_at_half_weight_estimates_half_the_gaussian_mmd() -> None:
+    """Bochner: over frequencies N(0, I/s), E|φ_r - φ_s|² is the MMD² of exp(-||x-y||²/(2s)); α = 0.5 halves it."""
+    real, synthetic = torch.randn(30, 3, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64) * 1.3 + 0.4
+    estimate = characteristic_function(
+        real, synthetic, num_frequencies=200_000, bandwidths=(1.0,), scale=2.0, normalize=False
+    )
+    # mmd_gaussian's kernel is exp(-d / (2 b s)): b = 1, s = 2 is the kernel of frequencies N(0, I / 2).
+    reference = mmd_gaussian(real, synthetic, bandwidths=(1.0,), scale=2.0, normalize=False)
+    assert estimate.item() == pytest.approx(0.5 * reference.item(), rel=0.03)
+
+
+def test_characteristic_function_amplitude_term_sees_spread_and_phase_term_sees_position() -> None:
+    real = centred(torch.randn(400, 2, dtype=torch.float64))
+    wider = centred(torch.randn(400, 2, dtype=torch.float64) * 2.0)
+    shifted = real + 1.0
+
+    def value(other: torch.Tensor, weight: float) -> float:
+        torch.manual_seed(3)
+        return characteristic_function(real, other, bandwidths=(1.0,), scale=1.0, amplitude_weight=weight).item()
+
+    # A shift multiplies φ by a phase: amplitudes stay, so the amplitude-only distance barely moves.
+    assert value(shifted, 1.0) < 0.05 * value(shifted, 0.0)
+    assert value(wider, 1.0) > 10 * value(shifted, 1.0)
 
 
 def test_moments_detects_a_covariance_change_that_linear_misses() -> None:
@@ -358,6 +386,8 @@ def test_unknown_names_raise_config_error_listing_the_choices() -> None:
         ("mmd-gaussian", {"scale": "mean"}, "'scale' must be 'median' or a number > 0"),
         ("mmd-gaussian", {"scale": 0}, "'scale' must be"),
         ("mmd-gaussian", {"linear_weight": -0.5}, "'linear_weight' must be a number >= 0"),
+        ("characteristic-function", {"amplitude_weight": 1.5}, "'amplitude_weight' must be a number >= 0 and <= 1"),
+        ("characteristic-function", {"num_frequencies": 0}, "'num_frequencies' must be an integer > 0"),
         ("sliced-wasserstein", {"num_projections": 2.5}, "'num_projections' must be an integer > 0"),
         ("sliced-wasserstein", {"num_projections": True}, "'num_projections' must be an integer"),
         ("sliced-wasserstein", {"p": 0.5}, "'p' must be a number >= 1"),

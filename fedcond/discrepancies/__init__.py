@@ -22,6 +22,7 @@ from fedcond.discrepancies.base import (
     register_discrepancy,
     summarise_real,
 )
+from fedcond.discrepancies.characteristic import characteristic_function
 from fedcond.discrepancies.gradient_matching import gradient_matching
 from fedcond.discrepancies.mmd import mmd_gaussian, mmd_gaussian_linear, mmd_linear
 from fedcond.discrepancies.moments import moments
@@ -38,6 +39,7 @@ __all__ = [
     "build_discrepancy",
     "discrepancy_accepts",
     "gradient_matching",
+    "characteristic_function",
     "mmd_gaussian",
     "mmd_gaussian_linear",
     "mmd_linear",
