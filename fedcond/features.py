@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from fedcond.discrepancies.base import FEATURE_KINDS, Features
 from fedcond.errors import ConfigError
 from fedcond.models import ImageClassifier, build_model
 from fedcond.registry import Registry
-from fedcond.values import bind_component_options, option_names
+from fedcond.values import NonNegative, Positive, bind_component_options, option_names
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
@@ -165,6 +165,79 @@ class RandomEmbedding(FeatureMap):
             self.refresh()
         with torch.set_grad_enabled(differentiable):
             return self.context.embed(self.net, x)
+
+
+@register_feature_map("attention-embedding")
+class AttentionEmbedding(RandomEmbedding):
+    """DataDAM (Sajedi et al., ICCV 2023): each block's spatial attention map beside the embedding.
+
+    Through the same networks as ``random-embedding`` (fresh random ones, or those a target gives),
+    the features of an image are, for every block of the network's ``features``, its spatial
+    attention map ``mean_c |a_c|^power`` over the block's activation output, flattened, scaled to
+    unit norm and multiplied by ``sqrt(attention_weight)``, followed by the embedding itself. With
+    ``mmd-linear`` the discrepancy is then DataDAM's loss: ``attention_weight`` times the squared
+    distance of the class means of each block's normalised attention maps, plus DM's embedding
+    term. Needs a network whose blocks form an ``nn.Sequential`` named ``features`` (``convnet``).
+
+    Parameters
+    ----------
+    power
+        The exponent ``p`` of the attention map (DataDAM uses 4).
+    attention_weight
+        The weight of the attention terms against the embedding's.
+    """
+
+    def __init__(
+        self,
+        context: FeatureContext,
+        *,
+        power: Annotated[float, Positive] = 4.0,
+        attention_weight: Annotated[float, NonNegative] = 1.0,
+    ) -> None:
+        super().__init__(context)
+        self.power = power
+        self.attention_weight = attention_weight
+
+    def use_network(self, net: nn.Module) -> None:
+        _blocks(net)  # a network without blocks fails here, in one line
+        super().use_network(net)
+
+    def refresh(self) -> None:
+        super().refresh()
+        _blocks(self.net)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
+        if self.net is None:
+            self.refresh()
+        with torch.set_grad_enabled(differentiable):
+            return attention_features(self.net, x, power=self.power, attention_weight=self.attention_weight)
+
+
+#: The layers whose outputs end a block of a ``features`` stack (fedcond.models.layers.make_activation).
+_BLOCK_ENDS = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid)
+
+
+def _blocks(net: nn.Module | None) -> nn.Sequential:
+    blocks = getattr(net, "features", None)
+    if not isinstance(blocks, nn.Sequential) or not any(isinstance(m, _BLOCK_ENDS) for m in blocks):
+        raise ConfigError(
+            f"attention-embedding needs a network whose blocks are an nn.Sequential 'features' (convnet); "
+            f"{type(net).__name__} has none"
+        )
+    return blocks
+
+
+def attention_features(net: nn.Module, x: torch.Tensor, *, power: float, attention_weight: float) -> torch.Tensor:
+    """``[n, sum_blocks(h_b * w_b) + embed_dim]``: each block's normalised attention map, then the embedding."""
+    parts = []
+    h = x
+    for layer in _blocks(net):
+        h = layer(h)
+        if isinstance(layer, _BLOCK_ENDS):
+            attention = h.abs().pow(power).mean(1).flatten(1)
+            parts.append(F.normalize(attention, dim=1) * attention_weight**0.5)
+    parts.append(h.flatten(1))
+    return torch.cat(parts, 1)
 
 
 @register_feature_map("trained-embedding")
