@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from fedcond.errors import FedcondError
 from simulations.benchmark_condense import README_END, README_START, table, update_readme
@@ -108,3 +109,20 @@ def test_checks_with_fewer_seeds_or_a_missing_row_are_never_met() -> None:
         "target": "fedcond - herding >= +3.0 points at ipc 1", "value": 49.0, "seeds": 1, "complete": False, "met": False,
     }  # fmt: skip
     assert result["digits_ipc10_vs_random"]["value"] is None and not result["digits_ipc10_vs_random"]["met"]
+
+
+def test_rounding_sensitivity_perturbs_a_copy_and_measures_every_draw(digits, tmp_path) -> None:
+    from simulations.rounding_sensitivity import RECIPES, main, perturbed, run, table
+
+    before = digits.train.images.clone()
+    moved = perturbed(digits.train, 1e-6, seed=1)
+    assert torch.equal(digits.train.images, before)  # the loaded split is never touched
+    assert 0 < (moved.images - before).abs().max().item() < 1e-5
+    results = run(1, 1, 1e-6, True, lambda r: None, recipes=[RECIPES[1]])
+    (row,) = results["recipes"]
+    assert len(row["accuracy_perturbed"]) == 1 and row["range"] >= 0 and results["code"]
+    assert "| mmd-linear, fresh networks, real init |" in table(results)
+    foreign = tmp_path / "results.json"
+    foreign.write_text('{"rows": []}')
+    assert main(["--from-results", str(foreign)]) == 2
+    assert main(["--copies", "0"]) == 2
