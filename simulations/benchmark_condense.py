@@ -288,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     datasets = {d.strip() for d in args.datasets.split(",") if d.strip()} if args.datasets else None
     out = Path(args.out)
     started = time.perf_counter()
+    command = shlex.join(["python", "-m", "simulations.benchmark_condense", *(argv if argv is not None else sys.argv[1:])])
 
     def save(results: dict[str, Any]) -> None:
+        results["command"] = command
         results["total_seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_json(out / "results.json", results)
 
@@ -304,10 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         print(_targets_line(results["checks"]))
         if args.update_readme:
-            command = "python -m simulations.benchmark_condense " + " ".join(
-                a for a in (argv if argv is not None else sys.argv[1:])
-            )
-            update_readme(Path(args.update_readme), results, command.strip())
+            # The command that measured the figures: an earlier run's own, not this reprint's.
+            update_readme(Path(args.update_readme), results, results.get("command") or command)
     except FedcondError as exc:
         print(f"benchmark: error: {exc}", file=sys.stderr)
         return 2

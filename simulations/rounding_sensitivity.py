@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -151,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     started = time.perf_counter()
+    command = shlex.join(["python", "-m", "simulations.rounding_sensitivity", *(argv if argv is not None else sys.argv[1:])])
 
     def save(results: dict[str, Any]) -> None:
+        results["command"] = command
         results["total_seconds"] = round(time.perf_counter() - started, 1)
         atomic_write_json(out / "results.json", results)
 
@@ -165,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             save(results)
         print(table(results))
         if args.update_readme:
-            command = "python -m simulations.rounding_sensitivity " + " ".join(argv if argv is not None else sys.argv[1:])
-            lines = [*measured_header(results, command.strip()), table(results)]
+            lines = [*measured_header(results, results.get("command") or command), table(results)]
             if not results.get("complete", True):
                 lines.append("\nThe run was stopped early: these are the recipes it finished.")
             replace_readme_block(Path(args.update_readme), README_START, README_END, lines)
