@@ -15,6 +15,7 @@ coresets is measured by ``simulations/benchmark_quality.py``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import shlex
@@ -53,6 +54,8 @@ class Experiment:
     config: str
     ipcs: tuple[int, ...]
     overrides: tuple[str, ...] = ()
+    #: ``--set`` items of the command line, applied last in every row.
+    extra: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,14 @@ QUICK = (
 
 def seed_overrides(experiment: Experiment, ipc: int, method: Method, seed: int, quick: bool) -> list[str]:
     """The ``--set`` items of one seed of one row, in the order they apply."""
-    return [*experiment.overrides, *(QUICK if quick else ()), f"condense.ipc={ipc}", *method.overrides, f"seed={seed}"]
+    return [
+        *experiment.overrides,
+        *(QUICK if quick else ()),
+        f"condense.ipc={ipc}",
+        *method.overrides,
+        *experiment.extra,
+        f"seed={seed}",
+    ]
 
 
 def reproduce_command(experiment: Experiment, overrides: list[str]) -> str:
@@ -171,7 +181,7 @@ def run(
                         "discrepancy": c.discrepancy if c.method == "matching" else None,
                         "real_target": c.real_target if c.method == "matching" else None,
                         "init": c.init if c.method == "matching" else None,
-                        "overrides": list(method.overrides),
+                        "overrides": [*method.overrides, *experiment.extra],
                         "iterations": c.iterations if c.method == "matching" else 0,
                         "batch_real": c.batch_real,
                         "accuracy_mean": round(float(np.mean(accuracies)), 2),
@@ -277,6 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     parser.add_argument("--datasets", help="only these datasets, comma-separated (default: all)")
     parser.add_argument(
+        "--methods", help=f"only these rows, comma-separated (default: all of {', '.join(m.label for m in METHODS)})"
+    )
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="override a config key in every row, after the row's own (repeatable; recorded in each command)",
+    )
+    parser.add_argument(
         "--from-results", metavar="results.json", help="do not run: report (and --update-readme) an earlier run"
     )
     args = parser.parse_args(argv)
@@ -300,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
             results = _read_results(Path(args.from_results))
         else:
             out.mkdir(parents=True, exist_ok=True)  # only a run writes: reprinting touches nothing
-            results = run(seeds, args.quick, args.progress, datasets, save)
+            methods = _chosen_methods(args.methods)
+            experiments = [dataclasses.replace(e, extra=tuple(args.overrides)) for e in EXPERIMENTS]
+            results = run(seeds, args.quick, args.progress, datasets, save, methods=methods, experiments=experiments)
             save(results)
         results["checks"] = checks(results)  # recomputed: an earlier run's file may predate a target
         print(table(results))
@@ -312,6 +335,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _chosen_methods(names: str | None) -> list[Method]:
+    """The rows ``--methods`` names, in the benchmark's order; an unknown name is a one-line error."""
+    if not names:
+        return list(METHODS)
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    unknown = sorted(wanted - {m.label for m in METHODS})
+    if unknown:
+        raise FedcondError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(m.label for m in METHODS)}")
+    return [m for m in METHODS if m.label in wanted]
 
 
 def _read_results(path: Path) -> dict[str, Any]:
