@@ -3,6 +3,7 @@
 scikit-learn's digits at ipc 1 and 10.
 
     python -m simulations.benchmark_condense --out runs/benchmark-condense --update-readme
+    python -m simulations.benchmark_condense --methods fedcond --set condense.iterations=1000 --out runs/it1000
 
 Every seed of every row records ``command``: the ``fedcond condense`` command that reproduces it,
 built from the same ``--set`` items the benchmark loads its config with (so a row and its command

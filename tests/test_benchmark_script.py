@@ -126,3 +126,11 @@ def test_rounding_sensitivity_perturbs_a_copy_and_measures_every_draw(digits, tm
     foreign.write_text('{"rows": []}')
     assert main(["--from-results", str(foreign)]) == 2
     assert main(["--copies", "0"]) == 2
+
+
+def test_unknown_method_rows_are_a_one_line_error(tmp_path, capsys) -> None:
+    from simulations.benchmark_condense import main
+
+    assert main(["--methods", "fedcond,dm", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown dm" in err and "mmd-linear" in err
