@@ -27,7 +27,7 @@ from simulations.benchmark_quality import (
 )
 
 RESULT_KEYS = {
-    "benchmark", "date", "machine", "dataset", "command", "seeds", "quick", "complete", "rows", "summary",
+    "benchmark", "date", "machine", "code", "dataset", "command", "seeds", "quick", "complete", "rows", "summary",
     "published", "peak_memory_mb", "total_seconds", "skipped",
 }  # fmt: skip
 ROW_KEYS = {
