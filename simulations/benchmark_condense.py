@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import shlex
 import sys
 import time
@@ -40,6 +39,7 @@ from simulations.reporting import (
     code_version,
     machine,
     measured_header,
+    read_results,
     replace_readme_block,
 )
 
@@ -350,16 +350,7 @@ def _chosen_methods(names: str | None) -> list[Method]:
 
 
 def _read_results(path: Path) -> dict[str, Any]:
-    """An earlier run's results.json; a missing or malformed file is a one-line error."""
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FedcondError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FedcondError(f"{path} is not a results.json file: {str(exc).splitlines()[0]}") from None
-    if not isinstance(results, dict) or "rows" not in results:
-        raise FedcondError(f"{path} is not a results.json of benchmark_condense (no 'rows')")
-    return results
+    return read_results(path, lambda r: "rows" in r, "benchmark_condense (no 'rows')")
 
 
 if __name__ == "__main__":

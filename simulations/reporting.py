@@ -70,6 +70,29 @@ def code_version() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
+def read_results(path: Path, is_ours: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+    """An earlier run's ``results.json``; a missing, malformed or foreign file is a one-line error.
+
+    Parameters
+    ----------
+    path
+        The file to read.
+    is_ours
+        Whether the parsed object is this benchmark's results.
+    what
+        Ends the error for a foreign file: ``{path} is not a results.json of {what}``.
+    """
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FedcondError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FedcondError(f"{path} is not a results.json file: {str(exc).splitlines()[0]}") from None
+    if not isinstance(results, dict) or not is_ours(results):
+        raise FedcondError(f"{path} is not a results.json of {what}")
+    return results
+
+
 def _cpu_model() -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

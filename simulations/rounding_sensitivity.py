@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import shlex
 import sys
 import time
@@ -41,6 +40,7 @@ from simulations.reporting import (
     code_version,
     machine,
     measured_header,
+    read_results,
     replace_readme_block,
 )
 
@@ -179,15 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _read_results(path: Path) -> dict[str, Any]:
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FedcondError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FedcondError(f"{path} is not a results.json file: {str(exc).splitlines()[0]}") from None
-    if not isinstance(results, dict) or results.get("benchmark") != "rounding-sensitivity":
-        raise FedcondError(f"{path} is not a results.json of rounding_sensitivity")
-    return results
+    return read_results(path, lambda r: r.get("benchmark") == "rounding-sensitivity", "rounding_sensitivity")
 
 
 if __name__ == "__main__":
