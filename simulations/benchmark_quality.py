@@ -1,22 +1,26 @@
-"""Benchmark: the quality of this project's fast Fashion-MNIST configs at ipc 1, 10 and 50, next to
+"""Benchmark: the quality of this project's shipped Fashion-MNIST recipes at ipc 1, 10 and 50, next to
 random and herding coresets of the same size and to the published numbers of the field.
 
-    python -m simulations.benchmark_quality --out runs/benchmark-quality --update-readme
+    python -m simulations.benchmark_quality --seeds 0,1,2 --out runs/benchmark-quality --update-readme
+    python -m simulations.benchmark_quality --ablation --seeds 0,1,2 --out runs/quality-ablation
 
-Each ipc condenses with ``configs/fashion-mnist-fast-ipc{ipc}.yaml`` and evaluates with the field's
+Each ipc condenses with ``configs/fashion-mnist-ipc{ipc}.yaml`` and evaluates with the field's
 protocol (the config's ``evaluation`` section: 3 fresh ConvNet-3, 300 epochs, DSA); the random and
 herding rows use the same config with ``condense.method`` replaced, so all three are measured the
-same way. Writes ``OUT/results.json`` after every row and prints two markdown tables (the measured
-rows; the published numbers with this project's measurement beside them); with
-``--update-readme [FILE]`` it replaces the block between the benchmark-quality markers of FILE
+same way. ``--ablation`` measures, at ipc 10, the recipe's techniques one at a time (added to plain
+DM, removed from the recipe, and the techniques tried but not kept). Writes ``OUT/results.json``
+after every row, each condensed set to ``OUT/sets/``, and prints the tables and the targets' checks;
+``--from-results A B ...`` merges earlier runs (later files win per row); with
+``--update-readme [FILE]`` it replaces the blocks between the benchmark-quality markers of FILE
 (default: ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import datetime as dt
-import json
 import shlex
 import sys
 import time
@@ -32,12 +36,14 @@ from fedcond.config import Config
 from fedcond.data import DatasetSplits, dataset_availability
 from fedcond.errors import FedcondError
 from fedcond.io import atomic_write_json
+from fedcond.models import MODELS
 from fedcond.report import peak_memory_mb
 from simulations.reporting import (
     add_update_readme_argument,
     code_version,
     machine,
     measured_header,
+    read_results,
     replace_readme_block,
 )
 
@@ -45,10 +51,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PROG = "benchmark_quality"
 README_START = "<!-- benchmark-quality:start -->"
 README_END = "<!-- benchmark-quality:end -->"
+ABLATION_START = "<!-- benchmark-quality-ablation:start -->"
+ABLATION_END = "<!-- benchmark-quality-ablation:end -->"
 DEFAULT_IPCS = (1, 10, 50)
-DEFAULT_SEEDS = (0,)
+DEFAULT_SEEDS = (0, 1, 2)
 #: One config per ipc, in ``--config-dir``.
-CONFIG_PATTERN = "fashion-mnist-fast-ipc{ipc}.yaml"
+CONFIG_PATTERN = "fashion-mnist-ipc{ipc}.yaml"
 #: The row of the config's own method, and the coresets measured beside it.
 OWN_METHOD = "fedcond"
 BASELINES = ("random", "herding")
@@ -64,6 +72,19 @@ QUICK = (
     "evaluation.epochs=2",
     "evaluation.runs=1",
 )
+
+#: The quality issue's targets: ipc -> the least mean accuracy (%) over condensation seeds.
+ACCURACY_TARGETS = {1: 82.0, 10: 86.5, 50: 89.5}
+#: Condensation per set, all preparation included (pool, trained networks, initial selection).
+BUDGET_SECONDS = 600.0
+#: Peak resident memory of the process per row.
+MEMORY_LIMIT_MB = 4096.0
+#: Fewer condensation seeds than this and a check is incomplete, hence not met.
+TARGET_SEEDS = 3
+TARGET_DATASET = "fashion-mnist"
+ABLATION_IPC = 10
+#: Extra architectures of ``--cross-models`` (the issue's cross-architecture rows).
+CROSS_MODELS_HELP = "e.g. mlp,lenet,resnet18"
 
 #: Published Fashion-MNIST test accuracies (%, mean ± std) of a ConvNet-3 trained on sets of
 #: ``ipc`` images per class; keys are ipcs as strings so the constant survives a JSON round trip.
@@ -105,9 +126,42 @@ PUBLISHED_CAPTION = (
 
 
 @dataclass(frozen=True)
+class Technique:
+    """One technique of the ablation: the overrides that turn it on and off in an ipc-10 config.
+
+    A technique is part of the shipped recipe when turning it on leaves the recipe unchanged."""
+
+    name: str
+    description: str
+    on: tuple[str, ...]
+    off: tuple[str, ...]
+
+
+#: The ablation's techniques, in the order they are added to plain DM.
+TECHNIQUES = (
+    Technique("factor 2", "2x2 tiles per stored image (IDC's factorisation)", ("condense.factor=2",), ("condense.factor=1",)),
+    Technique("herding init", "start from the herding coreset", ("condense.init=herding",), ("condense.init=real",)),
+    Technique(
+        "mmd-gaussian-linear",
+        "M3D's Gaussian kernels plus DM's linear term",
+        ("condense.discrepancy=mmd-gaussian-linear",),
+        ("condense.discrepancy=mmd-linear",),
+    ),
+    Technique(
+        "trained pool",
+        "statistics of 8 briefly trained networks (60 steps, 4 snapshots) instead of 32 random ones",
+        ("condense.real_target=trained-pool", "condense.pool_networks=8",
+         "condense.real_target_params={train_steps: 60, snapshots: 4}"),
+        ("condense.real_target=auto", "condense.pool_networks=32", "condense.real_target_params={}"),
+    ),  # fmt: skip
+)
+
+
+@dataclass(frozen=True)
 class Variant:
     """One method at one ipc: its label, a description, and the file and overrides it runs with
-    (``config`` is their result before the seed is set)."""
+    (``config`` is their result before the seed is set). Ablation steps also carry their ``step``
+    label and ``kind`` (``base``, ``added``, ``removed`` or ``tried``)."""
 
     ipc: int
     method: str
@@ -115,6 +169,8 @@ class Variant:
     path: Path
     overrides: tuple[str, ...]
     config: Config
+    step: str | None = None
+    kind: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,16 +215,115 @@ def variants(
     return out
 
 
+@dataclass(frozen=True)
+class AblationPlan:
+    """The ablation's steps to measure and, for the table, which steps are the same set."""
+
+    steps: list[Variant]
+    #: Step label -> the label of the earlier step (or ``OWN_METHOD``: the recipe) with its config.
+    same_as: dict[str, str]
+    #: Labels in table order, with their kind.
+    order: list[tuple[str, str]]
+    kept: list[str]
+
+
+def ablation_plan(config_dir: Path, quick: bool, progress: bool) -> AblationPlan:
+    """The recipe's techniques added one at a time to plain DM (every kept technique off), each
+    removed from the recipe, and each technique not kept added to the recipe. A step whose config
+    equals an earlier one's (or the recipe's, measured by the ipc-10 ``fedcond`` row) is not run twice."""
+    common = (f"progress={str(progress).lower()}", *(QUICK if quick else ()))
+    path = config_path(config_dir, ABLATION_IPC)
+    recipe = load_config(path, ABLATION_IPC, common)
+
+    def load(overrides: Sequence[str]) -> Config:
+        return load_config(path, ABLATION_IPC, (*common, *overrides))
+
+    kept = [t for t in TECHNIQUES if load(t.on) == recipe]
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []
+    base = tuple(o for t in kept for o in t.off)
+    wanted.append(("plain DM (no technique)" if kept else "recipe", "base", base))
+    for i, technique in enumerate(kept):
+        later = tuple(o for t in kept[i + 1 :] for o in t.off)
+        wanted.append((f"+ {technique.name}", "added", later))
+    wanted += [(f"- {t.name}", "removed", t.off) for t in kept]
+    wanted += [(f"+ {t.name} (not kept)", "tried", t.on) for t in TECHNIQUES if t not in kept]
+    steps: list[Variant] = []
+    seen: list[tuple[Config, str]] = [(recipe, OWN_METHOD)]
+    same_as: dict[str, str] = {}
+    for label, kind, overrides in wanted:
+        config = load(overrides)
+        earlier = next((name for other, name in seen if other == config), None)
+        if earlier is not None:
+            same_as[label] = earlier
+            continue
+        seen.append((config, label))
+        variant = Variant(ABLATION_IPC, "ablation", label, path, (*common, *overrides), config, label, kind)
+        steps.append(variant)
+    return AblationPlan(steps, same_as, [(label, kind) for label, kind, _ in wanted], [t.name for t in kept])
+
+
 # ---------------------------------------------------------------------------------------------
 # Running
 
 
-def measure(variant: Variant, seed: int, splits: DatasetSplits) -> dict[str, Any]:
-    """Condense and evaluate one (ipc, method, seed); the row recorded in ``results.json``."""
+def set_name(variant: Variant, seed: int) -> str:
+    """The file (in ``OUT/sets/``) that keeps a row's condensed set, for later cross-architecture runs."""
+    label = variant.step or variant.method
+    slug = "".join(ch if ch.isalnum() else "-" for ch in label.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return f"ipc{variant.ipc}-{slug}-seed{seed}.pt"
+
+
+def cross_evaluate(
+    synthetic: fedcond.SyntheticSet, splits: DatasetSplits, config: Config, models: Sequence[str], runs: int | None
+) -> dict[str, dict[str, Any]]:
+    """The set's accuracy under other architectures (same protocol, ``runs`` networks each)."""
+    if runs is not None:
+        config = dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation, runs=runs))
+    out = {}
+    for model in models:
+        result = fedcond.evaluate_synthetic(synthetic, splits.test, config, model=model)
+        out[model] = {
+            "accuracies": list(result.accuracies),
+            "accuracy_mean": result.accuracy_mean,
+            "seconds": result.seconds,
+        }
+    return out
+
+
+def measure(
+    variant: Variant,
+    seed: int,
+    splits: DatasetSplits,
+    sets_dir: Path | None = None,
+    cross_models: Sequence[str] = (),
+    cross_runs: int | None = None,
+) -> dict[str, Any]:
+    """Condense and evaluate one (ipc, method, seed); the row recorded in ``results.json``.
+
+    Parameters
+    ----------
+    sets_dir
+        Save the condensed set there (the row's ``set`` names the file).
+    cross_models
+        Also evaluate the set with these architectures (the row's ``cross``).
+    cross_runs
+        Networks per cross architecture (default: the config's ``evaluation.runs``).
+    """
     config = load_config(variant.path, variant.ipc, (*variant.overrides, f"seed={seed}"))
     synthetic = fedcond.condense(splits.train, config)
     result = fedcond.evaluate_synthetic(synthetic, splits.test, config)
     timings = synthetic.metadata["timings"]
+    extra: dict[str, Any] = {}
+    if variant.step is not None:
+        extra.update(step=variant.step, kind=variant.kind)
+    if sets_dir is not None:
+        sets_dir.mkdir(parents=True, exist_ok=True)
+        extra["set"] = set_name(variant, seed)
+        synthetic.save(sets_dir / extra["set"])
+    if cross_models:
+        extra["cross"] = cross_evaluate(synthetic, splits, config, cross_models, cross_runs)
     return {
         "ipc": variant.ipc,
         "method": variant.method,
@@ -186,31 +341,43 @@ def measure(variant: Variant, seed: int, splits: DatasetSplits) -> dict[str, Any
         "eval_runs": config.evaluation.runs,
         "eval_epochs": config.evaluation.epochs,
         "peak_memory_mb": peak_memory_mb(),
+        **extra,
     }
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (ipc, method), in first-seen order: mean ± std (population) over seeds of the per-seed means."""
+    """Per (ipc, method) (ablation rows: per step), in first-seen order: mean ± std (population)
+    over seeds of the per-seed means, the mean and slowest condensation, and each cross
+    architecture's mean over seeds."""
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["ipc"], row["method"]), []).append(row)
+        groups.setdefault((row["ipc"], row.get("step") or row["method"]), []).append(row)
     summary = []
-    for (ipc, method), group in groups.items():
+    for (ipc, _), group in groups.items():
         means = [r["accuracy_mean"] for r in group]
-        summary.append(
-            {
-                "ipc": ipc,
-                "method": method,
-                "description": group[0]["description"],
-                "seeds": [r["seed"] for r in group],
-                "accuracy_mean": round(float(np.mean(means)), 2),
-                "accuracy_std": round(float(np.std(means)), 2),
-                "condense_seconds_mean": round(float(np.mean([r["condense_seconds"] for r in group])), 2),
-                "iterations": group[0]["iterations"],
-                "images_per_class": group[0]["images_per_class"],
-                "eval_runs": group[0]["eval_runs"],
+        seconds = [r["condense_seconds"] for r in group]
+        entry = {
+            "ipc": ipc,
+            "method": group[0]["method"],
+            "description": group[0]["description"],
+            "seeds": [r["seed"] for r in group],
+            "accuracy_mean": round(float(np.mean(means)), 2),
+            "accuracy_std": round(float(np.std(means)), 2),
+            "condense_seconds_mean": round(float(np.mean(seconds)), 2),
+            "condense_seconds_max": round(float(np.max(seconds)), 2),
+            "iterations": group[0]["iterations"],
+            "images_per_class": group[0]["images_per_class"],
+            "eval_runs": group[0]["eval_runs"],
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in group),
+        }
+        if "step" in group[0]:
+            entry.update(step=group[0]["step"], kind=group[0]["kind"])
+        models = [m for m in group[0].get("cross", {}) if all(m in r.get("cross", {}) for r in group)]
+        if models:
+            entry["cross"] = {
+                m: round(float(np.mean([r["cross"][m]["accuracy_mean"] for r in group])), 2) for m in models
             }
-        )
+        summary.append(entry)
     return summary
 
 
@@ -227,6 +394,9 @@ def new_results(seeds: Sequence[int], quick: bool, dataset: str, command: str) -
         "complete": False,
         "rows": [],
         "summary": [],
+        "ablation_rows": [],
+        "ablation": [],
+        "checks": {},
         "published": PUBLISHED,
         "peak_memory_mb": peak_memory_mb(),
         "total_seconds": 0.0,
@@ -234,20 +404,38 @@ def new_results(seeds: Sequence[int], quick: bool, dataset: str, command: str) -
     }
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``run`` measures: seeds, settings, where sets go, and the cross architectures."""
+
+    seeds: Sequence[int]
+    quick: bool = False
+    progress: bool = False
+    baseline_ipcs: Sequence[int] | None = None
+    ablation: bool = False
+    sets_dir: Path | None = None
+    cross_models: Sequence[str] = ()
+    cross_runs: int | None = None
+
+
 def run(
     config_dir: Path,
     ipcs: Sequence[int],
-    seeds: Sequence[int],
-    quick: bool,
-    progress: bool,
+    options: RunOptions,
     command: str,
     save: Callable[[dict[str, Any]], None],
-    baseline_ipcs: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Measure every (ipc, method, seed); ``save`` receives the results after every row, so an
-    interrupted run keeps what it measured."""
-    todo = variants(config_dir, ipcs, quick, progress, baseline_ipcs)
-    results = new_results(seeds, quick, todo[0].config.dataset.name, command)
+    """Measure every (ipc, method, seed), or with ``options.ablation`` every ablation step and
+    seed; ``save`` receives the results after every row, so an interrupted run keeps what it measured."""
+    if options.ablation:
+        plan = ablation_plan(config_dir, options.quick, options.progress)
+        todo = plan.steps
+    else:
+        todo = variants(config_dir, ipcs, options.quick, options.progress, options.baseline_ipcs)
+    dataset = load_config(todo[0].path, todo[0].ipc, todo[0].overrides).dataset if todo else None
+    results = new_results(options.seeds, options.quick, dataset.name if dataset else "", command)
+    if options.ablation:
+        results["ablation_plan"] = {"kept": plan.kept, "order": plan.order, "same_as": plan.same_as}
     splits_by_dataset: dict[str, DatasetSplits] = {}
     for variant in todo:
         config = variant.config
@@ -262,19 +450,100 @@ def run(
                 save(results)
                 continue
             splits_by_dataset[name] = fedcond.load_dataset(config)
-        for seed in seeds:
-            row = measure(variant, seed, splits_by_dataset[name])
-            results["rows"].append(row)
-            results["summary"] = summarise(results["rows"])
-            results["peak_memory_mb"] = peak_memory_mb()
+        for seed in options.seeds:
+            row = measure(variant, seed, splits_by_dataset[name], options.sets_dir, options.cross_models, options.cross_runs)
+            key = "ablation_rows" if variant.step is not None else "rows"
+            results[key].append(row)
+            refresh(results)
             print(
-                f"ipc={row['ipc']} {row['method']} seed={seed}: {row['accuracy_mean']:.2f}% "
+                f"ipc={row['ipc']} {row.get('step') or row['method']} seed={seed}: {row['accuracy_mean']:.2f}% "
                 f"(condense {row['condense_seconds']:.0f} s, evaluate {row['evaluate_seconds']:.0f} s)",
                 flush=True,
             )
             save(results)
     results["complete"] = True
     return results
+
+
+def refresh(results: dict[str, Any], *, live: bool = True) -> None:
+    """Recompute what is derived from the rows: summaries, checks and the peak memory (``live``:
+    this process's peak too; a reprint reports the rows' own)."""
+    results["summary"] = summarise(results["rows"])
+    results["ablation"] = summarise(results.get("ablation_rows", []))
+    results["checks"] = checks(results)
+    peaks = [r["peak_memory_mb"] for r in (*results["rows"], *results.get("ablation_rows", []))]
+    if live:
+        peaks.append(peak_memory_mb())
+    if peaks:
+        results["peak_memory_mb"] = max(peaks)
+
+
+def checks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's targets, each ``{target, value, seeds, complete, met}``.
+
+    Per ipc: the recipe's mean accuracy over seeds, and its slowest condensation against
+    :data:`BUDGET_SECONDS`; and the peak memory of every row against :data:`MEMORY_LIMIT_MB`. A
+    check needs :data:`TARGET_SEEDS` seeds of a full (not ``--quick``) Fashion-MNIST run;
+    otherwise ``complete`` is false and it is never met.
+    """
+    full = not results.get("quick") and results.get("dataset") == TARGET_DATASET
+    summary = {(s["ipc"], s["method"]): s for s in summarise(results["rows"])}
+    out: dict[str, dict[str, Any]] = {}
+    for ipc, least in ACCURACY_TARGETS.items():
+        own = summary.get((ipc, OWN_METHOD))
+        seeds = len(own["seeds"]) if own else 0
+        complete = full and seeds >= TARGET_SEEDS
+        accuracy = own["accuracy_mean"] if own else None
+        slowest = own["condense_seconds_max"] if own else None
+        out[f"fashion-mnist_ipc{ipc}_accuracy"] = {
+            "target": f">= {least:.1f} % (mean over {TARGET_SEEDS} condensation seeds)",
+            "value": accuracy, "seeds": seeds, "complete": complete,
+            "met": complete and accuracy is not None and accuracy >= least,
+        }  # fmt: skip
+        out[f"fashion-mnist_ipc{ipc}_condense_budget"] = {
+            "target": f"<= {BUDGET_SECONDS:.0f} s of condensation per set (slowest seed)",
+            "value": slowest, "seeds": seeds, "complete": complete,
+            "met": complete and slowest is not None and slowest <= BUDGET_SECONDS,
+        }  # fmt: skip
+    rows = [*results["rows"], *results.get("ablation_rows", [])]
+    peak = max((r["peak_memory_mb"] for r in rows), default=None)
+    out["peak_memory_per_row"] = {
+        "target": f"<= {MEMORY_LIMIT_MB:.0f} MB peak RSS", "value": peak, "seeds": len(results.get("seeds", [])),
+        "complete": full and bool(rows), "met": full and peak is not None and peak <= MEMORY_LIMIT_MB,
+    }  # fmt: skip
+    return out
+
+
+def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs (e.g. the ipcs and the ablation run by separate processes):
+    rows united, a later file's row replacing an earlier one's of the same ipc, method, step and seed."""
+    if len(runs) == 1:
+        merged = copy.deepcopy(runs[0])
+    else:
+        merged = copy.deepcopy(runs[0])
+        for key in ("rows", "ablation_rows"):
+            by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+            for results in runs:
+                for row in results.get(key, []):
+                    by_key[(row["ipc"], row["method"], row.get("step"), row["seed"])] = row
+            merged[key] = list(by_key.values())
+        merged["seeds"] = sorted({s for r in runs for s in r.get("seeds", [])})
+        merged["command"] = "\n".join(dict.fromkeys(r.get("command", "") for r in runs if r.get("command")))
+        merged["date"] = max(r["date"] for r in runs)
+        merged["quick"] = any(r.get("quick") for r in runs)
+        merged["complete"] = all(r.get("complete", True) for r in runs)
+        merged["total_seconds"] = round(sum(r.get("total_seconds", 0.0) for r in runs), 1)
+        merged["skipped"] = {k: v for r in runs for k, v in r.get("skipped", {}).items()}
+        merged["codes"] = [r["code"] for r in runs if "code" in r]
+        plans = [r["ablation_plan"] for r in runs if "ablation_plan" in r]
+        if plans:
+            merged["ablation_plan"] = plans[-1]
+        datasets = {r.get("dataset") for r in runs if r.get("rows") or r.get("ablation_rows")}
+        if len(datasets) > 1:
+            raise FedcondError(f"cannot merge runs of different datasets: {', '.join(sorted(map(str, datasets)))}")
+    merged.setdefault("ablation_rows", [])
+    refresh(merged, live=False)
+    return merged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,22 +573,98 @@ def _accuracy(results: dict[str, Any], entry: dict[str, Any]) -> str:
     return _pm(row["accuracy_mean"], row["accuracy_std"])
 
 
+def _cross_models(entries: Sequence[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(m for e in entries for m in e.get("cross", {})))
+
+
+def _cross_cells(entry: dict[str, Any], models: Sequence[str]) -> str:
+    return "".join(f" {entry['cross'][m]:.1f} |" if m in entry.get("cross", {}) else " - |" for m in models)
+
+
 def table(results: dict[str, Any]) -> str:
-    """The measured rows, one per (ipc, method)."""
+    """The measured rows, one per (ipc, method); condensation as the mean (slowest) over seeds,
+    and a column per cross architecture when any row has one."""
     several = len(results["seeds"]) > 1
     nets = max((len(r["accuracies"]) for r in results["rows"]), default=0)
     accuracy = f"accuracy % ({nets} net{'s' if nets != 1 else ''}"
     accuracy += f", std over {len(results['seeds'])} seeds)" if several else ")"
+    summary = _summary(results)
+    models = _cross_models(summary)
+    cross = "".join(f" {m} % |" for m in models)
     lines = [
-        f"| ipc | method | images/class trained | {accuracy} | condense s | iterations |",
-        "|---|---|---|---|---|---|",
+        f"| ipc | method | images/class trained | {accuracy} | condense s | iterations |{cross}",
+        "|---|---|---|---|---|---|" + "---|" * len(models),
     ]
-    for s in _summary(results):
+    for s in summary:
+        seconds = f"{s['condense_seconds_mean']:.1f}"
+        if s.get("condense_seconds_max", s["condense_seconds_mean"]) > s["condense_seconds_mean"] + 0.05:
+            seconds += f" (max {s['condense_seconds_max']:.1f})"
         lines.append(
             f"| {s['ipc']} | {_method_label(s)} | {s['images_per_class']} | {_accuracy(results, s)} | "
-            f"{s['condense_seconds_mean']:.1f} | {s['iterations'] or '-'} |"
+            f"{seconds} | {s['iterations'] or '-'} |{_cross_cells(s, models)}"
         )
     return "\n".join(lines)
+
+
+def ablation_table(results: dict[str, Any]) -> str:
+    """The ablation at ipc 10: each step's accuracy (mean ± std over seeds), its change from the
+    row it builds on (added: the previous step; removed and tried: the recipe), and its time.
+    The recipe's row is the ipc-10 ``fedcond`` row of the same results."""
+    plan = results.get("ablation_plan")
+    if not plan:
+        return ""
+    steps = {s["step"]: s for s in results.get("ablation") or summarise(results.get("ablation_rows", []))}
+    recipe = next((s for s in _summary(results) if (s["ipc"], s["method"]) == (ABLATION_IPC, OWN_METHOD)), None)
+
+    def entry(label: str) -> dict[str, Any] | None:
+        name = plan["same_as"].get(label, label)
+        return recipe if name == OWN_METHOD else steps.get(name)
+
+    def cell(e: dict[str, Any] | None) -> str:
+        return "not measured" if e is None else f"{_pm(e['accuracy_mean'], e['accuracy_std'])} ({len(e['seeds'])})"
+
+    def delta(e: dict[str, Any] | None, reference: dict[str, Any] | None) -> str:
+        if e is None or reference is None:
+            return "-"
+        return f"{e['accuracy_mean'] - reference['accuracy_mean']:+.1f}"
+
+    models = _cross_models([e for e in (*steps.values(), recipe) if e])
+    cross = "".join(f" {m} % |" for m in models)
+    lines = [
+        f"| step | accuracy % (seeds) | change | condense s | images/class trained |{cross}",
+        "|---|---|---|---|---|" + "---|" * len(models),
+    ]
+    previous = None
+    for label, kind in plan["order"]:
+        e = entry(label)
+        reference = previous if kind == "added" else recipe if kind in ("removed", "tried") else None
+        twin = plan["same_as"].get(label)
+        shown = label + ("" if twin is None else " (= the recipe)" if twin == OWN_METHOD else f" (= {twin})")
+        seconds = "-" if e is None else f"{e['condense_seconds_mean']:.1f}"
+        images = "-" if e is None else str(e["images_per_class"])
+        lines.append(
+            f"| {shown} | {cell(e)} | {delta(e, reference)} | {seconds} | {images} |"
+            + (_cross_cells(e, models) if e else " - |" * len(models))
+        )
+        if kind in ("base", "added"):
+            previous = e
+    kept = ", ".join(plan["kept"]) or "none"
+    lines += ["", f"Recipe (`configs/fashion-mnist-ipc{ABLATION_IPC}.yaml`) keeps: {kept}. Change: added rows against the row above, removed and tried rows against the recipe."]
+    return "\n".join(lines)
+
+
+def checks_line(results: dict[str, Any]) -> str:
+    checked = results.get("checks") or checks(results)
+
+    def brief(check: dict[str, Any]) -> str:
+        if check["value"] is None:
+            return "not measured"
+        text = f"{check['value']:g}"
+        return text + ("" if check["complete"] else f", {check['seeds']} seeds of {TARGET_SEEDS}: not a result")
+
+    return "Targets: " + "; ".join(
+        f"{name} {c['target']}: {'met' if c['met'] else 'missed'} ({brief(c)})" for name, c in checked.items()
+    )
 
 
 def best_measured(results: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -356,21 +701,37 @@ def published_table(results: dict[str, Any]) -> str:
 
 
 def report(results: dict[str, Any]) -> str:
-    return table(results) + "\n\n" + published_table(results)
+    parts = [table(results)] if results["rows"] else []
+    if results.get("ablation_plan"):
+        parts.append(ablation_table(results))
+    if results["rows"]:
+        parts.append(published_table(results))
+    parts.append(checks_line(results))
+    return "\n\n".join(parts)
 
 
 def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
-    """Replace the text between the benchmark-quality markers (markers kept) and nothing else."""
-    lines = [
-        *measured_header(results, command),
-        table(results),
-        "",
-        published_table(results),
+    """Replace the text between the benchmark-quality markers (markers kept) and nothing else; the
+    ablation's block too when the results have one."""
+    tail = [
         *(f"\n{name} skipped: {why}" for name, why in results["skipped"].items()),
         *(() if results.get("complete", True) else (f"\n{INCOMPLETE_NOTE}",)),
         *((f"\n{QUICK_NOTE}",) if results.get("quick") else ()),
     ]
-    replace_readme_block(path, README_START, README_END, lines)
+    if results["rows"]:
+        lines = [
+            *measured_header(results, command),
+            table(results),
+            "",
+            published_table(results),
+            "",
+            checks_line(results),
+            *tail,
+        ]
+        replace_readme_block(path, README_START, README_END, lines)
+    if results.get("ablation_plan"):
+        lines = [*measured_header(results, command), ablation_table(results), *tail]
+        replace_readme_block(path, ABLATION_START, ABLATION_END, lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,11 +759,24 @@ def main(argv: list[str] | None = None) -> int:
         help="measure the random/herding coresets only at these ipcs (default: every ipc); a 3-network "
         "evaluation of a 500-image set takes ~20 minutes on 2 cores",
     )
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help=f"measure the ablation steps at ipc {ABLATION_IPC} instead of the ipcs (the recipe's own row "
+        "comes from the ipc-10 run: merge both with --from-results)",
+    )
+    parser.add_argument(
+        "--cross-models", default="", help=f"also evaluate every set with these architectures ({CROSS_MODELS_HELP})"
+    )
+    parser.add_argument("--cross-runs", type=int, help="networks per cross architecture (default: evaluation.runs)")
     parser.add_argument("--quick", action="store_true", help="tiny settings on digits: checks the script only")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     add_update_readme_argument(parser, "tables")
     parser.add_argument(
-        "--from-results", metavar="results.json", help="do not run: report (and --update-readme) an earlier run"
+        "--from-results",
+        metavar="results.json",
+        nargs="+",
+        help="do not run: report (and --update-readme) earlier runs; several are merged, later files winning per row",
     )
     args = parser.parse_args(argv)
     arguments = sys.argv[1:] if argv is None else argv
@@ -416,19 +790,30 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.from_results:
-            try:
-                results = json.loads(Path(args.from_results).read_text())
-            except (OSError, ValueError) as exc:
-                raise FedcondError(f"cannot read {args.from_results}: {exc}") from None
+            results = merge([_read_results(Path(p)) for p in args.from_results])
             command = results.get("command", command)
+            if len(args.from_results) > 1:
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(out / "results.json", results)
         else:
-            ipcs, seeds = _ints(args.ipcs, "--ipcs"), _ints(args.seeds, "--seeds")
+            if args.cross_runs is not None and args.cross_runs < 1:
+                raise FedcondError(f"--cross-runs must be at least 1, got {args.cross_runs}")
+            options = RunOptions(
+                seeds=_ints(args.seeds, "--seeds"),
+                quick=args.quick,
+                progress=args.progress,
+                baseline_ipcs=_ints(args.baseline_ipcs, "--baseline-ipcs") if args.baseline_ipcs else None,
+                ablation=args.ablation,
+                sets_dir=out / "sets",
+                cross_models=_cross_model_names(args.cross_models),
+                cross_runs=args.cross_runs,
+            )
+            ipcs = _ints(args.ipcs, "--ipcs")
             out.mkdir(parents=True, exist_ok=True)
-            baseline_ipcs = _ints(args.baseline_ipcs, "--baseline-ipcs") if args.baseline_ipcs else None
-            results = run(Path(args.config_dir), ipcs, seeds, args.quick, args.progress, command, save, baseline_ipcs)
-            results["peak_memory_mb"] = peak_memory_mb()
+            results = run(Path(args.config_dir), ipcs, options, command, save)
+            refresh(results)
             save(results)
-        if not results["rows"] and results["skipped"]:
+        if not results["rows"] and not results.get("ablation_rows") and results["skipped"]:
             for name, why in results["skipped"].items():
                 print(f"{PROG}: {name} unavailable, nothing measured: {why}")
             return 0
@@ -439,6 +824,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _cross_model_names(text: str) -> list[str]:
+    """The names of ``--cross-models``, each a registered architecture."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in MODELS:
+            raise FedcondError(f"--cross-models: unknown model {name!r}; registered: {', '.join(MODELS.names())}")
+    return names
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    results = read_results(path, lambda r: r.get("benchmark") == "quality", PROG)
+    results.setdefault("ablation_rows", [])
+    return results
 
 
 if __name__ == "__main__":
