@@ -20,7 +20,6 @@ import dataclasses
 import datetime as dt
 import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,6 @@ from fedcond import Config, condense, evaluate_synthetic, load_dataset
 from fedcond.data import dataset_availability
 from fedcond.device import resolve_device
 from fedcond.errors import FedcondError
-from fedcond.io import atomic_write_json
 from fedcond.report import peak_memory_mb
 from simulations.reporting import (
     add_update_readme_argument,
@@ -41,6 +39,7 @@ from simulations.reporting import (
     measured_header,
     read_results,
     replace_readme_block,
+    results_writer,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,13 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     datasets = {d.strip() for d in args.datasets.split(",") if d.strip()} if args.datasets else None
     out = Path(args.out)
-    started = time.perf_counter()
-    command = shlex.join(["python", "-m", "simulations.benchmark_condense", *(argv if argv is not None else sys.argv[1:])])
-
-    def save(results: dict[str, Any]) -> None:
-        results["command"] = command
-        results["total_seconds"] = round(time.perf_counter() - started, 1)
-        atomic_write_json(out / "results.json", results)
+    command, save = results_writer(out, "simulations.benchmark_condense", argv)
 
     try:
         if args.from_results:

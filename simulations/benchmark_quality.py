@@ -21,9 +21,7 @@ import argparse
 import copy
 import dataclasses
 import datetime as dt
-import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ from simulations.reporting import (
     measured_header,
     read_results,
     replace_readme_block,
+    results_writer,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -465,6 +464,44 @@ def run(
     return results
 
 
+def add_cross(
+    results: dict[str, Any],
+    sets_dir: Path,
+    config_dir: Path,
+    models: Sequence[str],
+    runs: int | None,
+    save: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """Evaluate the saved sets of an earlier run with more architectures (the rows' ``cross``).
+
+    Each set is evaluated under its ipc's shipped config at the row's seed (the dataset, the
+    protocol and its evaluation seeds are the same for every method and ablation step; a
+    ``--quick`` run's sets under the quick settings); a row that
+    already has a model's figures keeps them. ``save`` receives the results after every set.
+    """
+    if not models:
+        raise FedcondError("--cross-from needs --cross-models")
+    results = copy.deepcopy(results)
+    splits: DatasetSplits | None = None
+    for row in (*results["rows"], *results.get("ablation_rows", [])):
+        missing = [m for m in models if m not in row.get("cross", {})]
+        if not missing:
+            continue
+        if "set" not in row:
+            raise FedcondError(f"row ipc {row['ipc']} {row.get('step') or row['method']} seed {row['seed']} kept no set")
+        overrides = ("progress=false", *(QUICK if results.get("quick") else ()), f"seed={row['seed']}")
+        config = load_config(config_path(config_dir, row["ipc"]), row["ipc"], overrides)
+        if splits is None:
+            splits = fedcond.load_dataset(config)
+        synthetic = fedcond.SyntheticSet.load(sets_dir / row["set"], num_classes=splits.test.num_classes)
+        row.setdefault("cross", {}).update(cross_evaluate(synthetic, splits, config, missing, runs))
+        print(f"ipc={row['ipc']} {row.get('step') or row['method']} seed={row['seed']}: " + ", ".join(
+            f"{m} {row['cross'][m]['accuracy_mean']:.2f}%" for m in missing), flush=True)  # fmt: skip
+        refresh(results)
+        save(results)
+    return results
+
+
 def refresh(results: dict[str, Any], *, live: bool = True) -> None:
     """Recompute what is derived from the rows: summaries, checks and the peak memory (``live``:
     this process's peak too; a reprint reports the rows' own)."""
@@ -769,6 +806,11 @@ def main(argv: list[str] | None = None) -> int:
         "--cross-models", default="", help=f"also evaluate every set with these architectures ({CROSS_MODELS_HELP})"
     )
     parser.add_argument("--cross-runs", type=int, help="networks per cross architecture (default: evaluation.runs)")
+    parser.add_argument(
+        "--cross-from",
+        metavar="results.json",
+        help="do not condense: evaluate the sets an earlier run kept (beside the file, in sets/) with --cross-models",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny settings on digits: checks the script only")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
     add_update_readme_argument(parser, "tables")
@@ -779,25 +821,28 @@ def main(argv: list[str] | None = None) -> int:
         help="do not run: report (and --update-readme) earlier runs; several are merged, later files winning per row",
     )
     args = parser.parse_args(argv)
-    arguments = sys.argv[1:] if argv is None else argv
-    command = f"python -m simulations.{PROG} {shlex.join(arguments)}".strip()
-    started = time.perf_counter()
     out = Path(args.out)
-
-    def save(results: dict[str, Any]) -> None:
-        results["total_seconds"] = round(time.perf_counter() - started, 1)
-        atomic_write_json(out / "results.json", results)
+    command, save = results_writer(out, f"simulations.{PROG}", argv)
 
     try:
-        if args.from_results:
+        if args.cross_runs is not None and args.cross_runs < 1:
+            raise FedcondError(f"--cross-runs must be at least 1, got {args.cross_runs}")
+        if args.cross_from:
+            source = Path(args.cross_from)
+            earlier = _read_results(source)
+            out.mkdir(parents=True, exist_ok=True)
+            models = _cross_model_names(args.cross_models)
+            results = add_cross(earlier, source.parent / "sets", Path(args.config_dir), models, args.cross_runs, save)
+            results["command"] = "\n".join(filter(None, (earlier.get("command"), command)))
+            refresh(results, live=False)
+            save(results)
+        elif args.from_results:
             results = merge([_read_results(Path(p)) for p in args.from_results])
             command = results.get("command", command)
             if len(args.from_results) > 1:
                 out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(out / "results.json", results)
         else:
-            if args.cross_runs is not None and args.cross_runs < 1:
-                raise FedcondError(f"--cross-runs must be at least 1, got {args.cross_runs}")
             options = RunOptions(
                 seeds=_ints(args.seeds, "--seeds"),
                 quick=args.quick,

@@ -15,6 +15,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,37 @@ def code_version() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def results_writer(
+    out: Path, module: str, argv: Sequence[str] | None
+) -> tuple[str, Callable[[dict[str, Any]], None]]:
+    """The command a benchmark runs as, and the ``save`` that keeps its results as it goes.
+
+    Parameters
+    ----------
+    out
+        The run's folder: ``save`` writes ``out/results.json`` atomically (an interrupted write
+        never loses the rows already saved).
+    module
+        The benchmark's module, e.g. ``simulations.benchmark_condense``.
+    argv
+        Its arguments (None: this process's ``sys.argv[1:]``).
+
+    Returns
+    -------
+    tuple
+        ``(command, save)``; ``save(results)`` records ``command`` (unless the results name theirs) and the seconds since this call.
+    """
+    started = time.perf_counter()
+    command = shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+    def save(results: dict[str, Any]) -> None:
+        results.setdefault("command", command)
+        results["total_seconds"] = round(time.perf_counter() - started, 1)
+        atomic_write_json(out / "results.json", results)
+
+    return command, save
 
 
 def read_results(path: Path, is_ours: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,6 @@ from fedcond import Config, condense, evaluate_synthetic, load_dataset
 from fedcond.data import ImageDataset
 from fedcond.device import resolve_device
 from fedcond.errors import FedcondError
-from fedcond.io import atomic_write_json
 from fedcond.report import peak_memory_mb
 from simulations.reporting import (
     add_update_readme_argument,
@@ -42,6 +39,7 @@ from simulations.reporting import (
     measured_header,
     read_results,
     replace_readme_block,
+    results_writer,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         print("rounding_sensitivity: error: --ipc and --copies must be >= 1 and --noise > 0", file=sys.stderr)
         return 2
     out = Path(args.out)
-    started = time.perf_counter()
-    command = shlex.join(["python", "-m", "simulations.rounding_sensitivity", *(argv if argv is not None else sys.argv[1:])])
-
-    def save(results: dict[str, Any]) -> None:
-        results["command"] = command
-        results["total_seconds"] = round(time.perf_counter() - started, 1)
-        atomic_write_json(out / "results.json", results)
+    command, save = results_writer(out, "simulations.rounding_sensitivity", argv)
 
     try:
         if args.from_results:

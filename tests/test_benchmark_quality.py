@@ -382,3 +382,26 @@ def test_quick_ablation_runs_every_distinct_step(tmp_path: Path, monkeypatch: py
     assert steps == [s for s, _ in results["ablation_plan"]["order"] if s not in results["ablation_plan"]["same_as"]]
     assert [s["step"] for s in results["ablation"]] == steps
     assert all((out / "sets" / r["set"]).is_file() for r in results["ablation_rows"])
+
+
+def test_cross_from_evaluates_the_sets_an_earlier_run_kept(
+    quick_run: tuple[dict[str, Any], str], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    results, out = quick_run
+    configs = Path(out).parent / "configs"
+    merged = tmp_path / "cross"
+    args = ["--cross-from", str(Path(out) / "results.json"), "--config-dir", str(configs), "--out", str(merged)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*args, "--cross-models", "lenet", "--cross-runs", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    crossed = json.loads((merged / "results.json").read_text())
+    for before, after in zip(results["rows"], crossed["rows"]):
+        assert after["cross"]["mlp"] == before["cross"]["mlp"]  # kept, not re-measured
+        assert len(after["cross"]["lenet"]["accuracies"]) == 1
+    assert crossed["command"].splitlines()[0] == results["command"]
+    assert "| mlp % | lenet % |" in capsys.readouterr().out
+    assert main([*args]) == 2
+    assert "--cross-from needs --cross-models" in capsys.readouterr().err

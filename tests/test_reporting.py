@@ -48,6 +48,9 @@ def test_the_benchmarks_page_holds_every_benchmarks_markers() -> None:
         assert start == f"<!-- benchmark-{name}:start -->" and end == f"<!-- benchmark-{name}:end -->"
         assert text.count(start) == 1 and text.count(end) == 1 and text.index(start) < text.index(end), name
         assert start not in readme and end not in readme, f"{name}: the block lives in docs/benchmarks.md only"
+    from simulations.benchmark_quality import ABLATION_END, ABLATION_START
+
+    assert text.count(ABLATION_START) == 1 and text.index(ABLATION_START) < text.index(ABLATION_END)
 
 
 @pytest.mark.parametrize("name", REPRODUCIBLE)
@@ -106,3 +109,12 @@ def test_an_old_readme_target_exits_2_naming_the_page(name: str, tmp_path: Path,
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and f"has no <!-- benchmark-{name}:start --> and no" in err[0] and "docs/benchmarks.md" in err[0]
     assert readme.read_text() == "# fedcond\n"
+
+
+def test_results_writer_records_the_command_and_the_seconds(tmp_path: Path) -> None:
+    command, save = reporting.results_writer(tmp_path, "simulations.benchmark_condense", ["--seeds", "0,1", "--set", "a=b c"])
+    assert command == "python -m simulations.benchmark_condense --seeds 0,1 --set 'a=b c'"
+    save({"rows": [1]})
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["rows"] == [1] and written["command"] == command and written["total_seconds"] >= 0
+
