@@ -292,6 +292,12 @@ class Config:
         for name, section in self.sections.items():
             if section != type(section)():
                 section.validate(self)
+        if self.condense.method == "matching":
+            from fedcond.condense.targets import select_real_target
+
+            # A layer's section may claim the real-side target (privacy mode does): a claim that
+            # contradicts condense.real_target is found here, before any data is loaded.
+            select_real_target(self)
 
 
 _ENGINE_KEYS = ("seed", "device", "progress", "dataset", "condense", "evaluation")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,9 +77,15 @@ def test_two_sections_claiming_the_target_is_an_error(make_config, scratch_regis
         def real_target(self, config: Config) -> str:
             return "pool"
 
-    private = make_config(condense={"init": "noise", "discrepancy": "mmd-linear", "pool_networks": 2}, privacy={"epsilon": 1.0})
+    # Found when the config is validated, before any data is loaded.
     with pytest.raises(ConfigError, match="disagree on what condensation matches against"):
-        select_real_target(private)
+        make_config(condense={"init": "noise", "discrepancy": "mmd-linear", "pool_networks": 2}, privacy={"epsilon": 1.0})
+
+
+def test_a_private_config_that_names_another_target_fails_at_load() -> None:
+    default = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"  # real_target: trained-pool
+    with pytest.raises(ConfigError, match="condense wants 'trained-pool', privacy wants 'private-once'"):
+        Config.load(default, ["privacy.epsilon=1.0", "condense.discrepancy=mmd-linear", "condense.init=noise"])
 
 
 def test_a_private_target_refuses_to_resume(digits, make_config, tmp_path) -> None:
