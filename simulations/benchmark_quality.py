@@ -589,6 +589,7 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if len(datasets) > 1:
             raise FedcondError(f"cannot merge runs of different datasets: {', '.join(sorted(map(str, datasets)))}")
     merged.setdefault("ablation_rows", [])
+    merged["published"] = PUBLISHED  # what the tables print: this release's list of published figures
     refresh(merged, live=False)
     return merged
 
@@ -798,7 +799,11 @@ def _ints(text: str, name: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m simulations.{PROG}", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/benchmark-quality", help="output folder")
+    parser.add_argument(
+        "--out",
+        help="output folder (default: runs/benchmark-quality); with --from-results or --cross-from: where "
+        "the merged results.json goes (a reprint without it writes nothing)",
+    )
     parser.add_argument("--ipcs", default=",".join(map(str, DEFAULT_IPCS)), help="default: %(default)s")
     parser.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)), help="default: %(default)s")
     parser.add_argument("--config-dir", default=str(ROOT / "configs"), help=f"folder of {CONFIG_PATTERN}")
@@ -832,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         help="do not run: report (and --update-readme) earlier runs; several are merged, later files winning per row",
     )
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out or "runs/benchmark-quality")
     command, save = results_writer(out, f"simulations.{PROG}", argv)
 
     try:
@@ -850,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.from_results:
             results = merge([_read_results(Path(p)) for p in args.from_results])
             command = results.get("command", command)
-            if len(args.from_results) > 1:
+            if args.out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(out / "results.json", results)
         else:
