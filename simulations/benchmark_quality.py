@@ -441,7 +441,7 @@ def run(
         todo = plan.steps
     else:
         todo = variants(config_dir, ipcs, options.quick, options.progress, options.baseline_ipcs)
-    dataset = load_config(todo[0].path, todo[0].ipc, todo[0].overrides).dataset if todo else None
+    dataset = todo[0].config.dataset if todo else None
     results = new_results(options.seeds, options.quick, dataset.name if dataset else "", command)
     if options.ablation:
         results["ablation_plan"] = {"kept": plan.kept, "order": plan.order, "same_as": plan.same_as}
