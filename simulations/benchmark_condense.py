@@ -40,6 +40,7 @@ from simulations.reporting import (
     read_results,
     replace_readme_block,
     results_writer,
+    targets_line,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,17 +262,13 @@ def _brief(check: dict[str, Any]) -> str:
     return f"{check['value']:+.2f}" + ("" if check["complete"] else f", {check.get('seeds', 0)} seeds: not a result")
 
 
-def _targets_line(checked: dict[str, dict[str, Any]]) -> str:
-    return "Targets: " + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items())
-
-
 def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
     checked = checks(results)
     lines = [
         *measured_header(results, command),
         table(results),
         "",
-        _targets_line(checked),
+        targets_line(checked, _brief),
         *(f"\n{name} skipped: {why}" for name, why in results["skipped"].items()),
         *(() if results.get("complete", True) else ("\nThe run was stopped early: these are the rows it finished.",)),
     ]
@@ -321,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             save(results)
         results["checks"] = checks(results)  # recomputed: an earlier run's file may predate a target
         print(table(results))
-        print(_targets_line(results["checks"]))
+        print(targets_line(results["checks"], _brief))
         if args.update_readme:
             # The command that measured the figures: an earlier run's own, not this reprint's.
             update_readme(Path(args.update_readme), results, results.get("command") or command)

@@ -8,7 +8,8 @@ Each ipc condenses with ``configs/fashion-mnist-ipc{ipc}.yaml`` and evaluates wi
 protocol (the config's ``evaluation`` section: 3 fresh ConvNet-3, 300 epochs, DSA); the random and
 herding rows use the same config with ``condense.method`` replaced, so all three are measured the
 same way. ``--ablation`` measures, at ipc 10, the recipe's techniques one at a time (added to plain
-DM, removed from the recipe, and the techniques tried but not kept). Writes ``OUT/results.json``
+DM, removed from the recipe, and the techniques tried but not kept); ``--steps`` runs some of them, so
+the ablation can be split across runs, and ``--methods`` chooses the rows at ``--ipcs``. Writes ``OUT/results.json``
 after every row, each condensed set to ``OUT/sets/``, and prints the tables and the targets' checks;
 ``--from-results A B ...`` merges earlier runs (later files win per row); with
 ``--update-readme [FILE]`` it replaces the blocks between the benchmark-quality markers of FILE
@@ -44,6 +45,7 @@ from simulations.reporting import (
     read_results,
     replace_readme_block,
     results_writer,
+    targets_line,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +61,8 @@ CONFIG_PATTERN = "fashion-mnist-ipc{ipc}.yaml"
 #: The row of the config's own method, and the coresets measured beside it.
 OWN_METHOD = "fedcond"
 BASELINES = ("random", "herding")
+#: Every row a run can measure at one ipc, in table order (``--methods`` chooses among them).
+METHODS = (OWN_METHOD, *BASELINES)
 INCOMPLETE_NOTE = "The run was stopped early: these are the rows it finished."
 QUICK_NOTE = "A --quick run (digits, a few iterations and epochs): it checks the script and measures nothing."
 #: ``--quick``: seconds on scikit-learn's digits; checks the script end to end, measures nothing.
@@ -208,17 +212,26 @@ def load_config(path: Path, ipc: int, overrides: Sequence[str]) -> Config:
 
 
 def variants(
-    config_dir: Path, ipcs: Sequence[int], quick: bool, progress: bool, baseline_ipcs: Sequence[int] | None = None
+    config_dir: Path,
+    ipcs: Sequence[int],
+    quick: bool,
+    progress: bool,
+    baseline_ipcs: Sequence[int] | None = None,
+    methods: Sequence[str] = METHODS,
 ) -> list[Variant]:
-    """Every (ipc, method) to measure, baselines only at ``baseline_ipcs`` (None: at every ipc);
-    loads and checks each config up front, so a bad file fails before hours of condensation."""
+    """Every (ipc, method) to measure among ``methods``, baselines only at ``baseline_ipcs`` (None:
+    at every ipc); loads and checks each config up front, so a bad file fails before hours of
+    condensation."""
     common = (f"progress={str(progress).lower()}", *(QUICK if quick else ()))
     out = []
     for ipc in ipcs:
         path = config_path(config_dir, ipc)
         config = load_config(path, ipc, common)
-        out.append(Variant(ipc, OWN_METHOD, describe(config), path, common, config))
+        if OWN_METHOD in methods:
+            out.append(Variant(ipc, OWN_METHOD, describe(config), path, common, config))
         for baseline in BASELINES if baseline_ipcs is None or ipc in baseline_ipcs else ():
+            if baseline not in methods:
+                continue
             overrides = (*common, f"condense.method={baseline}")
             out.append(Variant(ipc, baseline, baseline, path, overrides, load_config(path, ipc, overrides)))
     return out
@@ -275,13 +288,37 @@ def ablation_plan(config_dir: Path, quick: bool, progress: bool) -> AblationPlan
 # Running
 
 
-def set_name(variant: Variant, seed: int) -> str:
-    """The file (in ``OUT/sets/``) that keeps a row's condensed set, for later cross-architecture runs."""
-    label = variant.step or variant.method
-    slug = "".join(ch if ch.isalnum() else "-" for ch in label.lower()).strip("-")
+def _slug(text: str) -> str:
+    slug = "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")
     while "--" in slug:
         slug = slug.replace("--", "-")
-    return f"ipc{variant.ipc}-{slug}-seed{seed}.pt"
+    return slug
+
+
+def step_name(variant: Variant) -> str:
+    """An ablation step's name for ``--steps`` and file names: its kind and label, e.g.
+    ``added-factor-2`` (the kind tells ``+ factor 2`` from ``- factor 2``)."""
+    return f"{variant.kind}-{_slug(variant.step or '')}"
+
+
+def set_name(variant: Variant, seed: int) -> str:
+    """The file (in ``OUT/sets/``) that keeps a row's condensed set, for later cross-architecture runs."""
+    name = step_name(variant) if variant.step is not None else _slug(variant.method)
+    return f"ipc{variant.ipc}-{name}-seed{seed}.pt"
+
+
+def chosen_steps(plan: AblationPlan, names: Sequence[str] | None) -> list[Variant]:
+    """The plan's steps that ``names`` (see :func:`step_name`) choose, in plan order; all with None.
+    An unknown name is an error listing the plan's steps."""
+    if names is None:
+        return list(plan.steps)
+    known = {step_name(v): v for v in plan.steps}
+    if not names:
+        raise FedcondError(f"--steps is empty; this plan's steps: {', '.join(known)}")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise FedcondError(f"--steps: unknown {', '.join(unknown)}; this plan's steps: {', '.join(known)}")
+    return [v for name, v in known.items() if name in names]
 
 
 def cross_evaluate(
@@ -322,15 +359,16 @@ def measure(
     """
     config = load_config(variant.path, variant.ipc, (*variant.overrides, f"seed={seed}"))
     synthetic = fedcond.condense(splits.train, config)
-    result = fedcond.evaluate_synthetic(synthetic, splits.test, config)
-    timings = synthetic.metadata["timings"]
     extra: dict[str, Any] = {}
     if variant.step is not None:
         extra.update(step=variant.step, kind=variant.kind)
     if sets_dir is not None:
+        # Saved before the evaluation, so a run stopped while evaluating keeps the set.
         sets_dir.mkdir(parents=True, exist_ok=True)
         extra["set"] = set_name(variant, seed)
         synthetic.save(sets_dir / extra["set"])
+    result = fedcond.evaluate_synthetic(synthetic, splits.test, config)
+    timings = synthetic.metadata["timings"]
     if cross_models:
         extra["cross"] = cross_evaluate(synthetic, splits, config, cross_models, cross_runs)
     return {
@@ -421,7 +459,10 @@ class RunOptions:
     quick: bool = False
     progress: bool = False
     baseline_ipcs: Sequence[int] | None = None
+    methods: Sequence[str] = METHODS
     ablation: bool = False
+    #: Ablation steps to run (:func:`step_name`); None: every step.
+    steps: Sequence[str] | None = None
     sets_dir: Path | None = None
     cross_models: Sequence[str] = ()
     cross_runs: int | None = None
@@ -438,9 +479,9 @@ def run(
     seed; ``save`` receives the results after every row, so an interrupted run keeps what it measured."""
     if options.ablation:
         plan = ablation_plan(config_dir, options.quick, options.progress)
-        todo = plan.steps
+        todo = chosen_steps(plan, options.steps)
     else:
-        todo = variants(config_dir, ipcs, options.quick, options.progress, options.baseline_ipcs)
+        todo = variants(config_dir, ipcs, options.quick, options.progress, options.baseline_ipcs, options.methods)
     dataset = todo[0].config.dataset if todo else None
     results = new_results(options.seeds, options.quick, dataset.name if dataset else "", command)
     if options.ablation:
@@ -711,9 +752,7 @@ def checks_line(results: dict[str, Any]) -> str:
         text = f"{check['value']:g}"
         return text + ("" if check["complete"] else f", {check['seeds']} seeds of {TARGET_SEEDS}: not a result")
 
-    return "Targets: " + "; ".join(
-        f"{name} {c['target']}: {'met' if c['met'] else 'missed'} ({brief(c)})" for name, c in checked.items()
-    )
+    return targets_line(checked, brief, with_target=True)
 
 
 def best_measured(results: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -813,10 +852,18 @@ def main(argv: list[str] | None = None) -> int:
         "evaluation of a 500-image set takes ~20 minutes on 2 cores",
     )
     parser.add_argument(
+        "--methods", help=f"only these rows, comma-separated (default: all of {', '.join(METHODS)})"
+    )
+    parser.add_argument(
         "--ablation",
         action="store_true",
         help=f"measure the ablation steps at ipc {ABLATION_IPC} instead of the ipcs (the recipe's own row "
         "comes from the ipc-10 run: merge both with --from-results)",
+    )
+    parser.add_argument(
+        "--steps",
+        help="with --ablation: only these steps, comma-separated (e.g. base-plain-dm-no-technique,added-factor-2; "
+        "an unknown name lists the plan's), so the ablation can be split across runs and merged with --from-results",
     )
     parser.add_argument(
         "--cross-models", default="", help=f"also evaluate every set with these architectures ({CROSS_MODELS_HELP})"
@@ -843,6 +890,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cross_runs is not None and args.cross_runs < 1:
             raise FedcondError(f"--cross-runs must be at least 1, got {args.cross_runs}")
+        if args.methods is not None and args.ablation:
+            raise FedcondError("--methods chooses rows at --ipcs; --ablation runs its own steps (see --steps)")
+        if args.steps is not None and not args.ablation:
+            raise FedcondError("--steps chooses ablation steps: it needs --ablation")
         if args.cross_from:
             source = Path(args.cross_from)
             earlier = _read_results(source)
@@ -864,7 +915,9 @@ def main(argv: list[str] | None = None) -> int:
                 quick=args.quick,
                 progress=args.progress,
                 baseline_ipcs=_ints(args.baseline_ipcs, "--baseline-ipcs") if args.baseline_ipcs else None,
+                methods=_chosen_methods(args.methods),
                 ablation=args.ablation,
+                steps=[n.strip() for n in args.steps.split(",") if n.strip()] if args.steps is not None else None,
                 sets_dir=out / "sets",
                 cross_models=_cross_model_names(args.cross_models),
                 cross_runs=args.cross_runs,
@@ -885,6 +938,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _chosen_methods(text: str | None) -> tuple[str, ...]:
+    """The rows ``--methods`` names, in table order; an unknown or empty list is a one-line error."""
+    if text is None:
+        return METHODS
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise FedcondError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if not names:
+        raise FedcondError("--methods is empty")
+    return tuple(m for m in METHODS if m in names)
 
 
 def _cross_model_names(text: str) -> list[str]:

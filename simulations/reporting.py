@@ -135,6 +135,28 @@ def _cpu_model() -> str | None:
     return None
 
 
+def targets_line(
+    checked: dict[str, dict[str, Any]], brief: Callable[[dict[str, Any]], str], *, with_target: bool = False
+) -> str:
+    """The one-line verdict of a benchmark's checks: ``Targets: name: met (brief); ...``.
+
+    Parameters
+    ----------
+    checked
+        Check name -> the check, with at least ``met`` (and ``target`` when ``with_target``).
+    brief
+        What the parenthesis says about a check (its value, and why it is not a result).
+    with_target
+        Print each check's ``target`` after its name.
+    """
+
+    def name(key: str, check: dict[str, Any]) -> str:
+        return f"{key} {check['target']}" if with_target else key
+
+    verdicts = (f"{name(k, c)}: {'met' if c['met'] else 'missed'} ({brief(c)})" for k, c in checked.items())
+    return "Targets: " + "; ".join(verdicts)
+
+
 def add_update_readme_argument(parser: argparse.ArgumentParser, what: str = "table") -> None:
     """``--update-readme [FILE]``: write the benchmark's block into FILE (default: docs/benchmarks.md)."""
     parser.add_argument(
@@ -277,11 +299,7 @@ class ScenarioBenchmark:
         lines.append(self.report(results))
         checked = results.get("checks", {})
         if checked:
-            lines += [
-                "",
-                "Targets: "
-                + "; ".join(f"{k}: {'met' if v['met'] else 'missed'} ({_brief(v)})" for k, v in checked.items()),
-            ]
+            lines += ["", targets_line(checked, _brief)]
         if not results.get("complete", True):
             lines.append("\nThe run was stopped early: these are the scenarios it finished.")
         lines += [f"\nNote: {note}" for note in results.get("notes", [results["note"]] if "note" in results else [])]

@@ -217,8 +217,11 @@ def test_fedcond_errors_exit_with_status_2(tmp_path: Path, capsys: pytest.Captur
     assert main(["--from-results", str(results), "--update-readme", str(readme)]) == 2
     assert main(["--config-dir", str(tmp_path / "missing"), "--ipcs", "1", "--out", str(tmp_path / "o")]) == 2
     assert main(["--ipcs", "one", "--out", str(tmp_path / "o")]) == 2
+    assert main(["--methods", "fedcond,dm", "--out", str(tmp_path / "o")]) == 2
+    assert main(["--methods", "random", "--ablation", "--out", str(tmp_path / "o")]) == 2
+    assert main(["--steps", "added-factor-2", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 3 and all(line.startswith("benchmark_quality: error: ") for line in err)
+    assert len(err) == 6 and all(line.startswith("benchmark_quality: error: ") for line in err)
 
 
 def test_unavailable_dataset_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,6 +239,15 @@ def test_baselines_only_at_the_asked_ipcs(tmp_path: Path) -> None:
     configs = write_configs(tmp_path / "configs", {1: 1, 2: 2})
     todo = variants(configs, [1, 2], quick=True, progress=False, baseline_ipcs=[1])
     assert [(v.ipc, v.method) for v in todo] == [(1, "fedcond"), (1, "random"), (1, "herding"), (2, "fedcond")]
+
+
+def test_methods_chooses_the_rows(tmp_path: Path) -> None:
+    from simulations.benchmark_quality import variants
+
+    configs = write_configs(tmp_path / "configs", {1: 1, 2: 2})
+    todo = variants(configs, [1, 2], quick=True, progress=False, methods=("random", "herding"))
+    assert [(v.ipc, v.method) for v in todo] == [(1, "random"), (1, "herding"), (2, "random"), (2, "herding")]
+    assert bq._chosen_methods("herding, fedcond") == ("fedcond", "herding")
 
 
 # ---------------------------------------------------------------------- the targets
@@ -334,6 +346,19 @@ def test_ablation_plan_adds_and_removes_the_recipes_techniques(tmp_path: Path) -
     assert (runs["- factor 2"].factor, runs["- factor 2"].init) == (1, "herding")
     tried = runs["+ trained pool (not kept)"]
     assert (tried.real_target, tried.pool_networks, tried.factor, tried.init) == ("trained-pool", 8, 2, "herding")
+    names = [bq.step_name(v) for v in plan.steps]
+    assert names == [
+        "base-plain-dm-no-technique", "added-factor-2", "removed-factor-2", "tried-mmd-gaussian-linear-not-kept",
+        "tried-trained-pool-not-kept",
+    ]  # fmt: skip
+    # "+ factor 2" and "- factor 2" keep their sets in different files.
+    assert len({bq.set_name(v, 0) for v in plan.steps}) == len(plan.steps)
+    chosen = bq.chosen_steps(plan, ["removed-factor-2", "base-plain-dm-no-technique"])
+    assert [v.step for v in chosen] == ["plain DM (no technique)", "- factor 2"]
+    with pytest.raises(FedcondError, match="unknown factor-2; this plan's steps: base-plain-dm-no-technique"):
+        bq.chosen_steps(plan, ["factor-2"])
+    with pytest.raises(FedcondError, match="--steps is empty"):
+        bq.chosen_steps(plan, [])
 
 
 def test_ablation_table_compares_each_step_with_what_it_changes() -> None:
