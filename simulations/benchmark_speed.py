@@ -22,7 +22,6 @@ import argparse
 import concurrent.futures
 import dataclasses
 import datetime as dt
-import json
 import math
 import multiprocessing
 import os
@@ -54,6 +53,7 @@ from simulations.reporting import (
     code_version,
     machine,
     measured_header,
+    read_results,
     replace_readme_block,
 )
 from simulations.speed_time_to_accuracy import run_time_to_accuracy
@@ -873,17 +873,10 @@ def update_readme(path: Path, results: dict[str, Any], command: str) -> None:
 
 
 def _read_results(path: Path) -> dict[str, Any]:
-    try:
-        results = json.loads(path.read_text())
-    except OSError as exc:
-        raise FedcondError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise FedcondError(f"{path} is not JSON: {exc}") from None
-    if not isinstance(results, dict) or results.get("benchmark") != "speed" or not all(
-        k in results for k in ("date", "machine", "dataset", "settings")
-    ):
-        raise FedcondError(f"{path} is not a benchmark_speed results.json")
-    return results
+    def is_ours(results: dict[str, Any]) -> bool:
+        return results.get("benchmark") == "speed" and all(k in results for k in ("date", "machine", "dataset", "settings"))
+
+    return read_results(path, is_ours, "benchmark_speed")
 
 
 def _time_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -370,13 +370,7 @@ class ScenarioBenchmark:
         return merged
 
     def _read(self, path: Path) -> dict[str, Any]:
-        try:
-            results = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FedcondError(f"cannot read {path}: {exc}") from None
-        if not isinstance(results, dict) or results.get("benchmark") != self.kind:
-            raise FedcondError(f"{path} is not a {self.prog} results.json")
-        return results
+        return read_results(path, lambda r: r.get("benchmark") == self.kind, self.prog)
 
 
 def _brief(check: dict[str, Any]) -> str:

@@ -60,7 +60,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["--from-results", str(federated)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "cannot read" in err[0] and "unknown scenario 'cifar-mem1'" in err[1]
-    assert "is not a benchmark_continual results.json" in err[2]
+    assert "is not a results.json of benchmark_continual" in err[2]
 
 
 def test_scenarios_build_valid_configs() -> None:

@@ -284,3 +284,14 @@ def test_an_unavailable_dataset_is_skipped_and_the_readme_kept(tmp_path: Path, m
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["skipped"] == {"digits": "not on this machine"} and results["condense"] is None
     assert "old" in readme.read_text()
+
+
+def test_from_results_refuses_a_foreign_or_broken_file(tmp_path: Path, capsys) -> None:
+    foreign, broken = tmp_path / "quality.json", tmp_path / "broken.json"
+    foreign.write_text(json.dumps({"benchmark": "quality"}))
+    broken.write_text("{not json")
+    assert benchmark_speed.main(["--from-results", str(foreign)]) == 2
+    assert benchmark_speed.main(["--from-results", str(broken)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("quality.json is not a results.json of benchmark_speed")
+    assert "broken.json is not a results.json file:" in err[1] and len(err) == 2
