@@ -622,7 +622,8 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         merged["complete"] = all(r.get("complete", True) for r in runs)
         merged["total_seconds"] = round(sum(r.get("total_seconds", 0.0) for r in runs), 1)
         merged["skipped"] = {k: v for r in runs for k, v in r.get("skipped", {}).items()}
-        merged["codes"] = [r["code"] for r in runs if "code" in r]
+        codes = [c for r in runs for c in (r.get("codes") or ([r["code"]] if "code" in r else []))]
+        merged["codes"] = [c for i, c in enumerate(codes) if c not in codes[:i]]
         plans = [r["ablation_plan"] for r in runs if "ablation_plan" in r]
         if plans:
             merged["ablation_plan"] = plans[-1]

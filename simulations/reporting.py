@@ -216,17 +216,20 @@ def measured_header(results: dict[str, Any], command: str) -> list[str]:
         + (f", {_threads(m['torch_threads'])})" if "torch_threads" in m else ")")
         + (f", seeds {', '.join(map(str, seeds))}" if seeds else "")
         + (f"; peak RSS {memory:.0f} MB" if memory is not None else "")
-        + _code_phrase(results.get("code"))
+        + _code_phrase(results.get("codes") or [results.get("code")])
         + (". Command:" if "\n" not in command else ". Commands (one report of their scenarios):")
     )
     return [line, "", "```", command, "```", ""]
 
 
-def _code_phrase(code: dict[str, Any] | None) -> str:
-    """``; commit abc1234`` (``+ uncommitted changes`` when the tree was dirty); nothing for older results."""
-    if not code or not code.get("commit"):
+def _code_phrase(codes: Sequence[dict[str, Any] | None]) -> str:
+    """``; commit abc1234`` (``with uncommitted changes`` when the tree was dirty), ``; commits a, b``
+    for merged runs; nothing for older results."""
+    known = [c for c in codes if c and c.get("commit")]
+    names = list(dict.fromkeys(c["commit"][:7] + (" with uncommitted changes" if c.get("dirty") else "") for c in known))
+    if not names:
         return ""
-    return f"; commit {code['commit'][:7]}" + (" with uncommitted changes" if code.get("dirty") else "")
+    return f"; commit{'s' if len(names) > 1 else ''} {', '.join(names)}"
 
 
 # ---------------------------------------------------------------------- scenario benchmarks

@@ -33,6 +33,13 @@ def test_header_names_machine_threads_seeds_memory_and_command() -> None:
     assert lines[2:5] == ["```", "python -m simulations.x", "```"]
 
 
+def test_header_names_the_commit_of_every_merged_run() -> None:
+    one = {**_results(2), "code": {"commit": "a" * 40, "dirty": False}}
+    assert measured_header(one, "x")[0].endswith("900 MB; commit aaaaaaa. Command:")
+    merged = {**one, "codes": [{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}]}
+    assert "900 MB; commits aaaaaaa, bbbbbbb with uncommitted changes. Commands" in measured_header(merged, "x\ny")[0]
+
+
 def test_header_counts_one_thread_in_the_singular() -> None:
     assert "cpu, 1 thread)" in measured_header(_results(1), "a\nb")[0]
     assert measured_header(_results(1), "a\nb")[0].endswith("Commands (one report of their scenarios):")
