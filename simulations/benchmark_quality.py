@@ -668,6 +668,15 @@ def _cross_models(entries: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(m for e in entries for m in e.get("cross", {})))
 
 
+def _cross_nets(rows: Sequence[dict[str, Any]], model: str) -> int:
+    """The most networks any row trained of a cross architecture (``--cross-runs``)."""
+    return max((len(r["cross"][model]["accuracies"]) for r in rows if model in r.get("cross", {})), default=0)
+
+
+def _nets(count: int) -> str:
+    return f"{count} net{'s' if count != 1 else ''}"
+
+
 def _cross_cells(entry: dict[str, Any], models: Sequence[str]) -> str:
     return "".join(f" {entry['cross'][m]:.1f} |" if m in entry.get("cross", {}) else " - |" for m in models)
 
@@ -677,11 +686,11 @@ def table(results: dict[str, Any]) -> str:
     and a column per cross architecture when any row has one."""
     several = len(results["seeds"]) > 1
     nets = max((len(r["accuracies"]) for r in results["rows"]), default=0)
-    accuracy = f"accuracy % ({nets} net{'s' if nets != 1 else ''}"
+    accuracy = f"accuracy % ({_nets(nets)}"
     accuracy += f", std over {len(results['seeds'])} seeds)" if several else ")"
     summary = _summary(results)
     models = _cross_models(summary)
-    cross = "".join(f" {m} % |" for m in models)
+    cross = "".join(f" {m} % ({_nets(_cross_nets(results['rows'], m))}) |" for m in models)
     lines = [
         f"| ipc | method | images/class trained | {accuracy} | condense s | iterations |{cross}",
         "|---|---|---|---|---|---|" + "---|" * len(models),

@@ -427,6 +427,6 @@ def test_cross_from_evaluates_the_sets_an_earlier_run_kept(
         assert after["cross"]["mlp"] == before["cross"]["mlp"]  # kept, not re-measured
         assert len(after["cross"]["lenet"]["accuracies"]) == 1
     assert crossed["command"].splitlines()[0] == results["command"]
-    assert "| mlp % | lenet % |" in capsys.readouterr().out
+    assert "| mlp % (1 net) | lenet % (1 net) |" in capsys.readouterr().out
     assert main([*args]) == 2
     assert "--cross-from needs --cross-models" in capsys.readouterr().err
