@@ -616,7 +616,8 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     by_key[(row["ipc"], row["method"], row.get("step"), row["seed"])] = row
             merged[key] = list(by_key.values())
         merged["seeds"] = sorted({s for r in runs for s in r.get("seeds", [])})
-        merged["command"] = "\n".join(dict.fromkeys(r.get("command", "") for r in runs if r.get("command")))
+        # Per line: a --cross-from run's command repeats the command of the run that made its sets.
+        merged["command"] = "\n".join(dict.fromkeys(line for r in runs for line in r.get("command", "").splitlines()))
         merged["date"] = max(r["date"] for r in runs)
         merged["quick"] = any(r.get("quick") for r in runs)
         merged["complete"] = all(r.get("complete", True) for r in runs)

@@ -430,3 +430,11 @@ def test_cross_from_evaluates_the_sets_an_earlier_run_kept(
     assert "| mlp % (1 net) | lenet % (1 net) |" in capsys.readouterr().out
     assert main([*args]) == 2
     assert "--cross-from needs --cross-models" in capsys.readouterr().err
+
+
+def test_merge_lists_each_command_line_once() -> None:
+    first = seeded_results({10: [86.0, 87.0, 88.0]})
+    first["command"] = "python -m simulations.benchmark_quality --ipcs 10"
+    crossed = copy.deepcopy(first)
+    crossed["command"] = f"{first['command']}\npython -m simulations.benchmark_quality --cross-from r.json"
+    assert bq.merge([first, crossed])["command"].splitlines() == crossed["command"].splitlines()
