@@ -928,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
                 baseline_ipcs=_ints(args.baseline_ipcs, "--baseline-ipcs") if args.baseline_ipcs else None,
                 methods=_chosen_methods(args.methods),
                 ablation=args.ablation,
-                steps=[n.strip() for n in args.steps.split(",") if n.strip()] if args.steps is not None else None,
+                steps=_names(args.steps) if args.steps is not None else None,
                 sets_dir=out / "sets",
                 cross_models=_cross_model_names(args.cross_models),
                 cross_runs=args.cross_runs,
@@ -951,11 +951,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _names(text: str) -> list[str]:
+    """The names of a comma-separated option, blanks dropped."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def _chosen_methods(text: str | None) -> tuple[str, ...]:
     """The rows ``--methods`` names, in table order; an unknown or empty list is a one-line error."""
     if text is None:
         return METHODS
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = _names(text)
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise FedcondError(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -966,7 +971,7 @@ def _chosen_methods(text: str | None) -> tuple[str, ...]:
 
 def _cross_model_names(text: str) -> list[str]:
     """The names of ``--cross-models``, each a registered architecture."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = _names(text)
     for name in names:
         if name not in MODELS:
             raise FedcondError(f"--cross-models: unknown model {name!r}; registered: {', '.join(MODELS.names())}")
