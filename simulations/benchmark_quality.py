@@ -602,6 +602,14 @@ def checks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def run_codes(runs: Sequence[dict[str, Any]], *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The code versions that produced ``runs`` (a merged run's own list, else its ``code``), then
+    ``extra``, each once, in order."""
+    codes = [c for r in runs for c in (r.get("codes") or ([r["code"]] if "code" in r else []))]
+    codes.extend(extra)
+    return [c for i, c in enumerate(codes) if c not in codes[:i]]
+
+
 def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One report from several runs (e.g. the ipcs and the ablation run by separate processes):
     rows united, a later file's row replacing an earlier one's of the same ipc, method, step and seed."""
@@ -623,8 +631,7 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         merged["complete"] = all(r.get("complete", True) for r in runs)
         merged["total_seconds"] = round(sum(r.get("total_seconds", 0.0) for r in runs), 1)
         merged["skipped"] = {k: v for r in runs for k, v in r.get("skipped", {}).items()}
-        codes = [c for r in runs for c in (r.get("codes") or ([r["code"]] if "code" in r else []))]
-        merged["codes"] = [c for i, c in enumerate(codes) if c not in codes[:i]]
+        merged["codes"] = run_codes(runs)
         plans = [r["ablation_plan"] for r in runs if "ablation_plan" in r]
         if plans:
             merged["ablation_plan"] = plans[-1]
@@ -912,6 +919,8 @@ def main(argv: list[str] | None = None) -> int:
             models = _cross_model_names(args.cross_models)
             results = add_cross(earlier, source.parent / "sets", Path(args.config_dir), models, args.cross_runs, save)
             results["command"] = "\n".join(filter(None, (earlier.get("command"), command)))
+            # The sets come from the earlier run's code, the cross columns from this one's.
+            results["codes"] = run_codes([earlier], code_version())
             refresh(results, live=False)
             save(results)
         elif args.from_results:

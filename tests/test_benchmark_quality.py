@@ -427,9 +427,17 @@ def test_cross_from_evaluates_the_sets_an_earlier_run_kept(
         assert after["cross"]["mlp"] == before["cross"]["mlp"]  # kept, not re-measured
         assert len(after["cross"]["lenet"]["accuracies"]) == 1
     assert crossed["command"].splitlines()[0] == results["command"]
+    assert crossed["codes"][0] == results["code"] and crossed["codes"][-1] == bq.code_version()
     assert "| mlp % (1 net) | lenet % (1 net) |" in capsys.readouterr().out
     assert main([*args]) == 2
     assert "--cross-from needs --cross-models" in capsys.readouterr().err
+
+
+def test_run_codes_lists_every_version_once_in_order() -> None:
+    a, b, c = ({"commit": x * 40, "dirty": False} for x in "abc")
+    assert bq.run_codes([{"code": a}], b) == [a, b]  # a --cross-from run: the sets' code, then its own
+    assert bq.run_codes([{"code": a, "codes": [a, c]}, {"code": b}], a) == [a, c, b]  # nested lists kept
+    assert bq.run_codes([{"code": a}], a) == [a]
 
 
 def test_merge_lists_each_command_line_once() -> None:
