@@ -22,6 +22,7 @@ import argparse
 import copy
 import dataclasses
 import datetime as dt
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -468,6 +469,57 @@ class RunOptions:
     cross_runs: int | None = None
 
 
+def planned_variants(
+    config_dir: Path, ipcs: Sequence[int], options: RunOptions
+) -> tuple[list[Variant], AblationPlan | None]:
+    """What a run measures, in order: the ablation's chosen steps (and their plan) with
+    ``options.ablation``, else every chosen (ipc, method)."""
+    if options.ablation:
+        plan = ablation_plan(config_dir, options.quick, options.progress)
+        return chosen_steps(plan, options.steps), plan
+    todo = variants(config_dir, ipcs, options.quick, options.progress, options.baseline_ipcs, options.methods)
+    return todo, None
+
+
+RowKey = tuple[int, str, str | None, int]
+
+
+def row_key(row: dict[str, Any]) -> RowKey:
+    """What identifies a row across runs: its ipc, method, ablation step and seed."""
+    return (row["ipc"], row["method"], row.get("step"), row["seed"])
+
+
+def planned_rows(results: dict[str, Any]) -> set[RowKey] | None:
+    """The rows a run set out to measure: its recorded ``planned`` list, else (results written
+    before runs recorded it) what its command lines plan with today's configs; None if unknown."""
+    if "planned" in results:
+        return {(ipc, method, step, seed) for ipc, method, step, seed in results["planned"]}
+    keys: set[RowKey] = set()
+    for line in results.get("command", "").splitlines():
+        planned = _planned_by_command(line)
+        if planned is None:
+            return None
+        keys |= planned
+    return keys
+
+
+def _planned_by_command(line: str) -> set[RowKey] | None:
+    """The rows one recorded command line plans (none for a reprint or a --cross-from run);
+    None if the line cannot be read as this benchmark's command."""
+    words = shlex.split(line)
+    if words[:3] != ["python", "-m", f"simulations.{PROG}"]:
+        return None
+    try:
+        args = build_parser().parse_args(words[3:])
+        if args.from_results or args.cross_from:
+            return set()
+        options = run_options(args, Path(args.out or "runs/benchmark-quality"))
+        todo, _ = planned_variants(Path(args.config_dir), _ints(args.ipcs, "--ipcs"), options)
+    except (FedcondError, OSError, SystemExit):  # argparse exits on a line it cannot parse
+        return None
+    return {(v.ipc, v.method, v.step, seed) for v in todo for seed in options.seeds}
+
+
 def run(
     config_dir: Path,
     ipcs: Sequence[int],
@@ -477,14 +529,11 @@ def run(
 ) -> dict[str, Any]:
     """Measure every (ipc, method, seed), or with ``options.ablation`` every ablation step and
     seed; ``save`` receives the results after every row, so an interrupted run keeps what it measured."""
-    if options.ablation:
-        plan = ablation_plan(config_dir, options.quick, options.progress)
-        todo = chosen_steps(plan, options.steps)
-    else:
-        todo = variants(config_dir, ipcs, options.quick, options.progress, options.baseline_ipcs, options.methods)
+    todo, plan = planned_variants(config_dir, ipcs, options)
     dataset = todo[0].config.dataset if todo else None
     results = new_results(options.seeds, options.quick, dataset.name if dataset else "", command)
-    if options.ablation:
+    results["planned"] = [[v.ipc, v.method, v.step, seed] for v in todo for seed in options.seeds]
+    if plan is not None:
         results["ablation_plan"] = {"kept": plan.kept, "order": plan.order, "same_as": plan.same_as}
     splits_by_dataset: dict[str, DatasetSplits] = {}
     for variant in todo:
@@ -628,7 +677,6 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         merged["command"] = "\n".join(dict.fromkeys(line for r in runs for line in r.get("command", "").splitlines()))
         merged["date"] = max(r["date"] for r in runs)
         merged["quick"] = any(r.get("quick") for r in runs)
-        merged["complete"] = all(r.get("complete", True) for r in runs)
         merged["total_seconds"] = round(sum(r.get("total_seconds", 0.0) for r in runs), 1)
         merged["skipped"] = {k: v for r in runs for k, v in r.get("skipped", {}).items()}
         merged["codes"] = run_codes(runs)
@@ -639,6 +687,13 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if len(datasets) > 1:
             raise FedcondError(f"cannot merge runs of different datasets: {', '.join(sorted(map(str, datasets)))}")
     merged.setdefault("ablation_rows", [])
+    # A run stopped early is made whole by the runs that measured its missing rows.
+    measured = {row_key(row) for key in ("rows", "ablation_rows") for row in merged[key]}
+    plans = [planned_rows(r) for r in runs]
+    merged["complete"] = all(r.get("complete", True) or (p is not None and p <= measured) for r, p in zip(runs, plans))
+    if all(p is not None for p in plans):
+        keys = {k for p in plans if p is not None for k in p}
+        merged["planned"] = [list(k) for k in sorted(keys, key=lambda k: (k[0], k[1], k[2] or "", k[3]))]
     merged["published"] = PUBLISHED  # what the tables print: this release's list of published figures
     refresh(merged, live=False)
     return merged
@@ -854,7 +909,8 @@ def _ints(text: str, name: str) -> list[int]:
     return values
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """This benchmark's command line (also read back from recorded commands by :func:`planned_rows`)."""
     parser = argparse.ArgumentParser(prog=f"python -m simulations.{PROG}", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out",
@@ -901,7 +957,27 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="do not run: report (and --update-readme) earlier runs; several are merged, later files winning per row",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run_options(args: argparse.Namespace, out: Path) -> RunOptions:
+    """The :class:`RunOptions` of parsed arguments; sets go to ``out/sets``."""
+    return RunOptions(
+        seeds=_ints(args.seeds, "--seeds"),
+        quick=args.quick,
+        progress=args.progress,
+        baseline_ipcs=_ints(args.baseline_ipcs, "--baseline-ipcs") if args.baseline_ipcs else None,
+        methods=_chosen_methods(args.methods),
+        ablation=args.ablation,
+        steps=_names(args.steps) if args.steps is not None else None,
+        sets_dir=out / "sets",
+        cross_models=_cross_model_names(args.cross_models),
+        cross_runs=args.cross_runs,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     out = Path(args.out or "runs/benchmark-quality")
     command, save = results_writer(out, f"simulations.{PROG}", argv)
 
@@ -930,18 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
                 out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(out / "results.json", results)
         else:
-            options = RunOptions(
-                seeds=_ints(args.seeds, "--seeds"),
-                quick=args.quick,
-                progress=args.progress,
-                baseline_ipcs=_ints(args.baseline_ipcs, "--baseline-ipcs") if args.baseline_ipcs else None,
-                methods=_chosen_methods(args.methods),
-                ablation=args.ablation,
-                steps=_names(args.steps) if args.steps is not None else None,
-                sets_dir=out / "sets",
-                cross_models=_cross_model_names(args.cross_models),
-                cross_runs=args.cross_runs,
-            )
+            options = run_options(args, out)
             ipcs = _ints(args.ipcs, "--ipcs")
             out.mkdir(parents=True, exist_ok=True)
             results = run(Path(args.config_dir), ipcs, options, command, save)

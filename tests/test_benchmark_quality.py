@@ -28,7 +28,7 @@ from simulations.benchmark_quality import (
 
 RESULT_KEYS = {
     "benchmark", "date", "machine", "code", "dataset", "command", "seeds", "quick", "complete", "rows", "summary",
-    "ablation_rows", "ablation", "checks", "published", "peak_memory_mb", "total_seconds", "skipped",
+    "ablation_rows", "ablation", "checks", "published", "peak_memory_mb", "total_seconds", "skipped", "planned",
 }  # fmt: skip
 ROW_KEYS = {
     "ipc", "method", "description", "seed", "accuracies", "accuracy_mean", "accuracy_std", "condense_seconds",
@@ -86,6 +86,7 @@ def test_quick_run_writes_every_row(quick_run: tuple[dict[str, Any], str]) -> No
     assert set(results) == RESULT_KEYS
     assert results["benchmark"] == "quality" and results["quick"] is True and results["complete"] is True
     assert results["dataset"] == "digits" and results["seeds"] == [0] and results["skipped"] == {}
+    assert results["planned"] == [[r["ipc"], r["method"], None, 0] for r in results["rows"]]
     assert results["published"] == PUBLISHED
     rows = results["rows"]
     assert [(r["ipc"], r["method"]) for r in rows] == [
@@ -446,3 +447,39 @@ def test_merge_lists_each_command_line_once() -> None:
     crossed = copy.deepcopy(first)
     crossed["command"] = f"{first['command']}\npython -m simulations.benchmark_quality --cross-from r.json"
     assert bq.merge([first, crossed])["command"].splitlines() == crossed["command"].splitlines()
+
+
+def readme_block(tmp_path: Path, results: dict[str, Any]) -> str:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_START}\n{README_END}\n")
+    update_readme(readme, results, results["command"])
+    return readme.read_text()
+
+
+def test_a_run_stopped_early_is_complete_once_later_runs_measured_what_it_missed(tmp_path: Path) -> None:
+    stopped = seeded_results({10: [85.0]})  # planned three seeds, measured one
+    stopped.update(complete=False, planned=[[10, "fedcond", None, s] for s in (0, 1, 2)])
+    rest = seeded_results({10: [85.0, 86.0, 87.0]})
+    rest["rows"] = rest["rows"][1:]
+    rest["planned"] = [[10, "fedcond", None, s] for s in (1, 2)]
+    assert bq.merge([stopped])["complete"] is False
+    stopped["command"] = rest["command"] = "python -m simulations.benchmark_quality --ipcs 10"
+    assert bq.INCOMPLETE_NOTE in readme_block(tmp_path, bq.merge([stopped]))
+    merged = bq.merge([stopped, rest])
+    assert merged["complete"] is True and bq.INCOMPLETE_NOTE not in readme_block(tmp_path, merged)
+    assert merged["planned"] == stopped["planned"]
+    rest["rows"] = rest["rows"][1:]  # seed 1 is still missing
+    assert bq.merge([stopped, rest])["complete"] is False
+
+
+def test_a_run_without_a_recorded_plan_is_planned_from_its_command(tmp_path: Path) -> None:
+    configs = write_configs(tmp_path / "configs", {1: 1, 2: 2})
+    command = f"python -m simulations.benchmark_quality --ipcs 1,2 --baseline-ipcs 1 --seeds 0,1 --config-dir {configs}"
+    old = {"command": f"{command}\npython -m simulations.benchmark_quality --cross-from r.json"}
+    assert bq.planned_rows(old) == {
+        (ipc, method, None, seed) for ipc, method in [(1, "fedcond"), (1, "random"), (1, "herding"), (2, "fedcond")]
+        for seed in (0, 1)
+    }  # fmt: skip
+    assert bq.planned_rows({"command": "python -m simulations.benchmark_quality --ipcs x"}) is None
+    assert bq.planned_rows({"command": "python train.py"}) is None
+    assert bq.planned_rows({"command": f"{command} --config-dir {tmp_path / 'gone'}"}) is None
