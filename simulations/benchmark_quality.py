@@ -19,9 +19,11 @@ after every row, each condensed set to ``OUT/sets/``, and prints the tables and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import datetime as dt
+import io
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -510,7 +512,8 @@ def _planned_by_command(line: str) -> set[RowKey] | None:
     if words[:3] != ["python", "-m", f"simulations.{PROG}"]:
         return None
     try:
-        args = build_parser().parse_args(words[3:])
+        with contextlib.redirect_stderr(io.StringIO()):  # a line argparse rejects is unknown, not an error
+            args = build_parser().parse_args(words[3:])
         if args.from_results or args.cross_from:
             return set()
         options = run_options(args, Path(args.out or "runs/benchmark-quality"))

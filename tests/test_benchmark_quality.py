@@ -472,7 +472,9 @@ def test_a_run_stopped_early_is_complete_once_later_runs_measured_what_it_missed
     assert bq.merge([stopped, rest])["complete"] is False
 
 
-def test_a_run_without_a_recorded_plan_is_planned_from_its_command(tmp_path: Path) -> None:
+def test_a_run_without_a_recorded_plan_is_planned_from_its_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     configs = write_configs(tmp_path / "configs", {1: 1, 2: 2})
     command = f"python -m simulations.benchmark_quality --ipcs 1,2 --baseline-ipcs 1 --seeds 0,1 --config-dir {configs}"
     old = {"command": f"{command}\npython -m simulations.benchmark_quality --cross-from r.json"}
@@ -482,4 +484,6 @@ def test_a_run_without_a_recorded_plan_is_planned_from_its_command(tmp_path: Pat
     }  # fmt: skip
     assert bq.planned_rows({"command": "python -m simulations.benchmark_quality --ipcs x"}) is None
     assert bq.planned_rows({"command": "python train.py"}) is None
+    assert bq.planned_rows({"command": "python -m simulations.benchmark_quality --no-such-option"}) is None
+    assert capsys.readouterr().err == ""  # a merge does not print argparse's complaint about an old line
     assert bq.planned_rows({"command": f"{command} --config-dir {tmp_path / 'gone'}"}) is None
