@@ -34,6 +34,7 @@ __all__ = [
     "ConfigSection",
     "DatasetConfig",
     "EvaluationConfig",
+    "TeacherConfig",
     "apply_override",
     "config_sections",
     "register_config_section",
@@ -41,6 +42,28 @@ __all__ = [
 
 #: Entry-point group under which installed layers list their config sections.
 SECTION_ENTRY_POINTS = "fedcond.config_sections"
+
+
+@dataclass
+class TeacherConfig:
+    """The network whose softmax labels a set when ``condense.labels`` is ``teacher``."""
+
+    #: Architecture (``fedcond.models``) and its options.
+    model: str = "convnet"
+    model_params: dict[str, Any] = field(default_factory=dict)
+    #: A teacher file written by ``fedcond teacher`` (or :func:`fedcond.labels.save_teacher`);
+    #: None: fedcond trains the teacher on the data being condensed, and its time counts.
+    weights: str | None = None
+    #: Training budget on the real data: SGD steps (momentum 0.9, weight decay 5e-4, lr x0.1 at
+    #: half-way) on random batches of ``batch_size``, under the run's DSA when ``dsa``.
+    steps: int = 500
+    lr: float = 0.01
+    batch_size: int = 256
+    dsa: bool = True
+    #: Softmax temperature of the labels the teacher gives.
+    temperature: float = 1.0
+    #: Average the teacher's softmax over this many DSA draws of each image (0: the image as stored).
+    augmentations: int = 0
 
 
 @dataclass
@@ -84,7 +107,13 @@ class CondenseConfig:
     compile: bool = False
     #: Store each image as factor x factor tiles, each up-sampled to a training image (1: off).
     factor: int = 1
-    #: Learn soft labels (``[M, K]`` logits) next to the pixels.
+    #: Where the labels come from (``fedcond.labels.LABEL_SOURCES``): ``hard`` (the class of each
+    #: image), ``learned`` (soft labels optimised next to the pixels; gradient feature maps) or
+    #: ``teacher`` (the softmax of ``teacher`` on the final images).
+    labels: str = "hard"
+    #: The teacher of ``labels: teacher``.
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    #: Older spelling of ``labels: learned``.
     soft_labels: bool = False
     lr_labels: float = 0.01
     #: Differentiable siamese augmentation, same random parameters for the real and synthetic batch.
@@ -98,6 +127,11 @@ class CondenseConfig:
     feature_params: dict[str, Any] = field(default_factory=dict)
     #: Save a resumable checkpoint every N iterations (0: never).
     checkpoint_every: int = 0
+
+    @property
+    def label_source(self) -> str:
+        """``labels``, with the older ``soft_labels: true`` read as ``learned``."""
+        return "learned" if self.soft_labels else self.labels
 
 
 @dataclass
@@ -122,6 +156,14 @@ class EvaluationConfig:
     #: Train and test through ``torch.compile`` (compiled once per process and shared by every fresh
     #: network of the same architecture and input shape). Pays when a process trains several networks.
     compile: bool = False
+    #: ``ce``: cross-entropy to the stored labels (hard, or soft as distributions); ``kd``: knowledge
+    #: distillation, ``T² · KL(labels ‖ softmax(student / T))`` at ``temperature``.
+    loss: str = "ce"
+    #: KD temperature; None: the labels' own (a teacher's ``temperature``, else 1).
+    temperature: float | None = None
+    #: Relabel every augmented batch with the teacher's softmax while training (SRe2L/RDED-style):
+    #: a different protocol from stored labels, needs the teacher at hand, reported as ``online-teacher``.
+    online_relabel: bool = False
 
 
 class ConfigSection(Protocol):

@@ -17,12 +17,13 @@ from fedcond.data import DATASETS
 from fedcond.device import PRECISIONS, check_device
 from fedcond.discrepancies import DISCREPANCIES, build_discrepancy, discrepancy_accepts
 from fedcond.errors import check, check_choice
-from fedcond.evaluation import EVALUATION_PROTOCOLS
+from fedcond.evaluation import EVALUATION_LOSSES, EVALUATION_PROTOCOLS
 from fedcond.features import FEATURE_MAPS, check_feature_params, feature_kind
+from fedcond.labels import LABEL_SOURCES
 from fedcond.models import MODELS, check_model_options
 
 if TYPE_CHECKING:
-    from fedcond.config import Config
+    from fedcond.config import Config, TeacherConfig
 
 
 def validate_engine(config: Config) -> None:
@@ -74,10 +75,27 @@ def _validate_condense(config: Config) -> None:
         REAL_TARGETS.get(c.real_target).check_config(config)
     else:
         check(not c.real_target_params, "condense.real_target_params needs condense.real_target set to a target's name")
+    check_choice("condense.labels", c.labels, LABEL_SOURCES)
     check(
-        not c.soft_labels or kind == "gradients",
-        "condense.soft_labels needs a feature map whose features depend on the labels (gradients)",
+        not c.soft_labels or c.labels in ("hard", "learned"),
+        f"condense.soft_labels: true means labels: learned, but condense.labels is {c.labels!r}; drop soft_labels",
     )
+    check(
+        c.label_source != "learned" or (c.method == "matching" and kind == "gradients"),
+        "condense.labels: learned (soft_labels: true) needs matching with a feature map whose features depend on the labels (gradients)",
+    )
+    _validate_teacher(c.teacher)
+
+
+def _validate_teacher(t: TeacherConfig) -> None:
+    MODELS.get(t.model)
+    check(isinstance(t.model_params, dict), "condense.teacher.model_params must be a mapping of model options")
+    check_model_options(t.model, t.model_params)
+    check(t.weights is None or bool(t.weights.strip()), "condense.teacher.weights must be a file path or null")
+    check(t.steps >= 1, "condense.teacher.steps must be at least 1")
+    check(t.lr > 0 and t.batch_size >= 1, "condense.teacher.lr must be > 0 and condense.teacher.batch_size >= 1")
+    check(t.temperature > 0, "condense.teacher.temperature must be > 0")
+    check(t.augmentations >= 0, "condense.teacher.augmentations must be >= 0")
 
 
 def _validate_evaluation(config: Config) -> None:
@@ -90,3 +108,9 @@ def _validate_evaluation(config: Config) -> None:
     check(e.epochs >= 1, "evaluation.epochs must be at least 1")
     check(e.lr > 0 and e.batch_size >= 1, "evaluation.lr must be > 0 and evaluation.batch_size >= 1")
     check(e.weight_decay >= 0 and 0 <= e.momentum < 1, "evaluation.weight_decay >= 0, momentum in [0, 1)")
+    check_choice("evaluation.loss", e.loss, EVALUATION_LOSSES)
+    check(e.temperature is None or e.temperature > 0, "evaluation.temperature must be > 0 (or null: the labels' own)")
+    check(
+        not e.online_relabel or config.condense.label_source == "teacher",
+        "evaluation.online_relabel needs a teacher: set condense.labels: teacher",
+    )

@@ -12,7 +12,9 @@ evaluated with the same config meet the same initialisations and augmentations.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -25,13 +27,14 @@ from tqdm.auto import tqdm
 from fedcond.augment import dsa
 from fedcond.data.base import ImageDataset
 from fedcond.device import autocast, chunk_size, compiled_function, resolve_device, split_pieces
-from fedcond.errors import DataError
+from fedcond.errors import ConfigError, DataError
 from fedcond.models import batch_independent, build_model
 from fedcond.seeds import derive_seed
 from fedcond.synthetic import SyntheticSet
 
 if TYPE_CHECKING:
     from fedcond.config import Config, EvaluationConfig
+    from fedcond.labels import Teacher
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Protocol:
 #: DSA and test set. Its rank correlation with ``full`` is measured by
 #: ``simulations/benchmark_speed.py`` (docs/benchmarks.md): a quick number ranks sets, it is not a result.
 EVALUATION_PROTOCOLS: dict[str, Protocol] = {"full": Protocol(), "quick": Protocol(runs=1, epochs=100)}
+#: ``evaluation.loss``: cross-entropy to the stored labels, or knowledge distillation at a temperature.
+EVALUATION_LOSSES = ("ce", "kd")
 
 
 def protocol_settings(cfg: EvaluationConfig) -> EvaluationConfig:
@@ -67,6 +72,12 @@ class EvaluationResult:
     accuracy_std: float
     seconds: float
     protocol: str = "full"
+    #: ``evaluation.loss`` and, for ``kd``, its temperature.
+    loss: str = "ce"
+    temperature: float | None = None
+    #: ``stored``: the set's own labels; ``online-teacher``: every augmented batch relabelled by the
+    #: teacher (a different protocol, SRe2L/RDED-style).
+    labels: str = "stored"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,20 +99,35 @@ def train_network(
     device: torch.device,
     seed: int,
     dsa_mode: str = "single",
+    loss: str = "ce",
+    temperature: float = 1.0,
+    relabel: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
-    """Train a fresh ``model`` on ``(images, labels)``; labels are hard ``[M]`` or soft ``[M, K]``."""
+    """Train a fresh ``model`` on ``(images, labels)``; labels are hard ``[M]`` or soft ``[M, K]``
+    (``loss``, ``temperature`` and ``relabel`` as for :func:`fit`)."""
     net = fresh_network(model, images.shape[1:], num_classes, device=device, seed=seed)
-    return fit(net, images, labels, cfg=cfg, dsa_strategy=dsa_strategy, device=device, seed=seed, dsa_mode=dsa_mode)
+    if loss == "kd" and labels.ndim == 1:
+        labels = F.one_hot(labels, num_classes).float()
+    return fit(
+        net, images, labels, cfg=cfg, dsa_strategy=dsa_strategy, device=device, seed=seed, dsa_mode=dsa_mode,
+        loss=loss, temperature=temperature, relabel=relabel,
+    )  # fmt: skip
 
 
 def fresh_network(
-    model: str, image_shape: torch.Size | tuple[int, ...], num_classes: int, *, device: torch.device, seed: int
+    model: str,
+    image_shape: torch.Size | tuple[int, ...],
+    num_classes: int,
+    *,
+    device: torch.device,
+    seed: int,
+    **options: object,
 ) -> nn.Module:
-    """A freshly initialised ``model`` for ``[C, H, W]`` images, initialised under ``seed`` only."""
+    """A freshly initialised ``model`` (with its ``options``) for ``[C, H, W]`` images, initialised under ``seed`` only."""
     channels, height, width = (int(v) for v in image_shape)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return build_model(model, channels=channels, num_classes=num_classes, image_size=(height, width)).to(device)
+        return build_model(model, channels=channels, num_classes=num_classes, image_size=(height, width), **options).to(device)
 
 
 def fit(
@@ -116,21 +142,34 @@ def fit(
     dsa_mode: str = "single",
     decay: bool = True,
     proximal_mu: float = 0.0,
+    loss: str = "ce",
+    temperature: float = 1.0,
+    relabel: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
     """Train ``net`` in place with the protocol's SGD on ``(images, labels)``; return it in eval mode.
 
     ``decay`` applies the protocol's lr x0.1 at half-way (local FedAvg training keeps lr constant).
     ``proximal_mu > 0`` adds FedProx's ``mu/2 * ||w - w_start||^2`` towards the starting weights.
+    ``loss="kd"`` trains on ``T² · KL(labels ‖ softmax(net / T))`` at ``temperature`` (labels
+    ``[M, K]``); ``relabel`` replaces the labels of every augmented batch by its output.
     """
     generator = torch.Generator().manual_seed(seed)
     images, labels = images.to(device), labels.to(device)
+    if loss == "kd" and labels.ndim != 2:
+        raise ValueError("loss='kd' trains on distributions [M, K]; make hard labels one-hot first")
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     milestones = [cfg.epochs // 2] if decay else []
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     anchor = [p.detach().clone() for p in net.parameters()] if proximal_mu > 0 else []
     # Pieces of a batch give the same gradient only when samples don't see each other (no batch norm).
     piece = chunk_size(device) if batch_independent(net) else cfg.batch_size
-    loss_of = compiled_function("piece-loss", piece_loss) if cfg.compile else piece_loss
+    if loss == "kd":
+        kd = compiled_function("piece-loss-kd", kd_piece_loss) if cfg.compile else kd_piece_loss
+
+        def loss_of(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return kd(net, x, y, temperature)
+    else:
+        loss_of = compiled_function("piece-loss", piece_loss) if cfg.compile else piece_loss
     net.train()
     for _ in range(cfg.epochs):
         order = torch.randperm(len(images), generator=generator).to(device)
@@ -138,11 +177,13 @@ def fit(
             x, y = images[batch], labels[batch]
             if dsa_strategy is not None:
                 x = dsa(x, dsa_strategy, generator=generator, mode=dsa_mode)
+            if relabel is not None:
+                y = relabel(x)
             optimizer.zero_grad(set_to_none=True)
             for xp, yp in zip(*split_pieces(x, y, piece, equal=cfg.compile)):
                 with autocast(device, cfg.precision):
-                    loss = loss_of(net, xp, yp) / len(x)
-                loss.backward()
+                    piece_value = loss_of(net, xp, yp) / len(x)
+                piece_value.backward()
             if anchor:
                 proximal = sum(((p - a) ** 2).sum() for p, a in zip(net.parameters(), anchor))
                 (0.5 * proximal_mu * proximal).backward()
@@ -154,6 +195,18 @@ def fit(
 def piece_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Summed cross-entropy of ``net`` on a piece of a batch (hard ``[m]`` or soft ``[m, K]`` labels)."""
     return F.cross_entropy(net(images), labels, reduction="sum")
+
+
+def kd_piece_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Summed ``T² · KL(targets ‖ softmax(net(images) / T))`` of a piece of a batch (soft ``[m, K]`` targets).
+
+    The targets are distributions already made at the labels' temperature (a teacher's softmax at
+    ``T``); the student's logits are divided by the same ``T``, and ``T²`` keeps the gradient's
+    scale independent of it (Hinton et al., 2015). With one-hot targets and ``T = 1`` this is
+    cross-entropy.
+    """
+    log_probs = F.log_softmax(net(images).float() / temperature, dim=1)
+    return temperature * temperature * F.kl_div(log_probs, targets.float(), reduction="sum")
 
 
 def predict(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -202,6 +255,7 @@ def evaluate_synthetic(
     model: str | None = None,
     device: torch.device | None = None,
     progress: bool | None = None,
+    teacher: Teacher | None = None,
 ) -> EvaluationResult:
     """Train ``config.evaluation.runs`` fresh networks on ``synthetic`` and test each on ``test``.
 
@@ -223,6 +277,8 @@ def evaluate_synthetic(
         Where to train (default: ``config.device``).
     progress
         Show a progress bar (default: ``config.progress``).
+    teacher
+        The teacher that relabels every augmented batch when ``evaluation.online_relabel`` is set.
 
     Returns
     -------
@@ -233,6 +289,8 @@ def evaluate_synthetic(
     ------
     fedcond.errors.DataError
         A set whose image shape or classes do not match ``test``.
+    fedcond.errors.ConfigError
+        ``online_relabel`` without a teacher, or a set whose labels' temperature is not a positive number.
     """
     cfg = protocol_settings(config.evaluation)
     model = model or cfg.model
@@ -246,6 +304,12 @@ def evaluate_synthetic(
     if synthetic.num_classes != test.num_classes:
         raise DataError(f"synthetic set has {synthetic.num_classes} classes, {test.name} has {test.num_classes}")
     strategy = config.condense.dsa_strategy if cfg.dsa else None
+    temperature = (cfg.temperature or labels_temperature(synthetic)) if cfg.loss == "kd" else None
+    relabel = None
+    if cfg.online_relabel:
+        if teacher is None:
+            raise ConfigError("evaluation.online_relabel needs the teacher at hand (evaluate_synthetic(..., teacher=...))")
+        relabel = _online_labels(teacher, config.condense.teacher.temperature, device)
     started = time.perf_counter()
     accuracies = []
     for run in tqdm(range(cfg.runs), desc=f"evaluate {model}", disable=None if progress else True, leave=False):
@@ -259,6 +323,9 @@ def evaluate_synthetic(
             dsa_mode=config.condense.dsa_mode,
             device=device,
             seed=run_seed(config.seed, run),
+            loss=cfg.loss,
+            temperature=temperature or 1.0,
+            relabel=relabel,
         )
         accuracies.append(test_accuracy(net, test, device, precision=cfg.precision, compiled=cfg.compile))
     mean = float(np.mean(accuracies))
@@ -272,4 +339,27 @@ def evaluate_synthetic(
         accuracy_std=round(std, 4),
         seconds=round(time.perf_counter() - started, 3),
         protocol=cfg.protocol,
+        loss=cfg.loss,
+        temperature=temperature,
+        labels="online-teacher" if relabel is not None else "stored",
     )
+
+
+def labels_temperature(synthetic: SyntheticSet) -> float:
+    """The temperature the set's labels were made at (a teacher's), else 1; untrusted metadata is checked."""
+    labels = synthetic.metadata.get("labels")
+    value = labels.get("temperature", 1.0) if isinstance(labels, dict) else 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"the set's metadata gives labels temperature {value!r}; set evaluation.temperature")
+    return float(value)
+
+
+def _online_labels(teacher: Teacher, temperature: float, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The teacher's softmax at ``temperature`` of an augmented batch, on the student's device."""
+    net = teacher.net.to(device).eval()
+
+    @torch.no_grad()
+    def relabel(images: torch.Tensor) -> torch.Tensor:
+        return (net(images).float() / temperature).softmax(dim=1)
+
+    return relabel

@@ -32,6 +32,9 @@ FORMAT_VERSION = "fedcond.synthetic-set/1"
 _FILE_KEYS = frozenset({"format", "images", "labels", "num_classes", "metadata_json"})
 #: Grid cells are enlarged (nearest neighbour) to at least this many pixels on their longer side.
 GRID_MIN_CELL = 32
+_GRID_PADDING = 2
+#: Pixels under each grid row for the captions of soft labels (PIL's default font is 11 px high).
+_CAPTION_BAND = 12
 #: How far a soft-label row may sum from 1.
 _SOFT_LABEL_TOLERANCE = 1e-3
 _MAX_METADATA_DEPTH = 32
@@ -120,6 +123,13 @@ class SyntheticSet:
         """``(C, H, W)`` of every image."""
         _, channels, height, width = self.images.shape
         return int(channels), int(height), int(width)
+
+    def top_labels(self) -> list[tuple[int, float]]:
+        """Each image's most probable class and its probability (hard labels: probability 1)."""
+        if not self.is_soft:
+            return [(int(k), 1.0) for k in self.labels.tolist()]
+        probability, label = self.labels.max(dim=1)
+        return [(int(k), float(q)) for k, q in zip(label.tolist(), probability.tolist())]
 
     def class_counts(self) -> torch.Tensor:
         """Images per class ``[num_classes]`` (soft labels counted by their most probable class)."""
@@ -366,14 +376,16 @@ class SyntheticSet:
             metadata=metadata,
         )
 
-    def save_grid(self, path: str | Path, *, max_per_class: int | None = None) -> None:
+    def save_grid(self, path: str | Path, *, max_per_class: int | None = None, captions: bool | None = None) -> None:
         """Write a PNG with one row per class (by most probable class for soft labels), atomically.
 
         Each row shows up to ``max_per_class`` images (default: all), in set order; unused cells
         are white. Images are denormalised with metadata ``mean``/``std`` when present and
-        clipped to ``[0, 1]``.
+        clipped to ``[0, 1]``. With ``captions`` (default: when the labels are soft) each image
+        has its most probable class and that class's probability written under it.
         """
-        from torchvision.utils import make_grid, save_image
+        from torchvision.transforms.functional import to_pil_image
+        from torchvision.utils import make_grid
 
         if max_per_class is not None and max_per_class < 1:
             raise ValueError(f"max_per_class must be positive, got {max_per_class}")
@@ -396,14 +408,20 @@ class SyntheticSet:
         if zoom > 1:
             images = torch.nn.functional.interpolate(images, scale_factor=zoom, mode="nearest")
         labels = self.hard_labels.cpu()
-        rows = [images[labels == label][:max_per_class] for label in range(self.num_classes)]
-        columns = max(len(row) for row in rows)
+        members = [torch.nonzero(labels == label, as_tuple=True)[0][:max_per_class] for label in range(self.num_classes)]
+        columns = max(len(row) for row in members)
         cells = torch.ones((self.num_classes * columns, *images.shape[1:]))
-        for index, row in enumerate(rows):
-            cells[index * columns : index * columns + len(row)] = row
-        grid = make_grid(cells, nrow=columns, padding=2, pad_value=1.0)
+        for index, row in enumerate(members):
+            cells[index * columns : index * columns + len(row)] = images[row]
+        pixels = make_grid(cells, nrow=columns, padding=_GRID_PADDING, pad_value=1.0)
+        # Rounded to bytes as torchvision's save_image does.
+        grid = to_pil_image(pixels.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8))
+        if self.is_soft if captions is None else captions:
+            top = self.top_labels()
+            texts = [[f"{top[i][0]} {top[i][1]:.2f}" for i in row.tolist()] for row in members]
+            grid = _captioned(grid, texts, cell=images.shape[2:])
         buffer = io.BytesIO()
-        save_image(grid, buffer, format="png")
+        grid.save(buffer, format="png")
         atomic_write_bytes(path, buffer.getvalue())
 
     def to(self, device: torch.device | str) -> SyntheticSet:
@@ -423,6 +441,21 @@ class SyntheticSet:
             num_classes=self.num_classes,
             metadata=copy.deepcopy(self.metadata),
         )
+
+
+def _captioned(grid: Any, texts: list[list[str]], cell: tuple[int, int]) -> Any:
+    """``grid`` (a PIL image of one row of cells per class) with a caption band under each row."""
+    from PIL import Image, ImageDraw
+
+    height, width = (int(v) + _GRID_PADDING for v in cell)
+    out = Image.new("RGB", (grid.width, grid.height + len(texts) * _CAPTION_BAND), "white")
+    draw = ImageDraw.Draw(out)
+    for row, captions in enumerate(texts):
+        top = row * height
+        out.paste(grid.crop((0, top, grid.width, top + height)), (0, top + row * _CAPTION_BAND))
+        for column, text in enumerate(captions):
+            draw.text((column * width + _GRID_PADDING, top + row * _CAPTION_BAND + height), text, fill="black")
+    return out
 
 
 def merge_synthetic_sets(sets: list[SyntheticSet]) -> SyntheticSet:

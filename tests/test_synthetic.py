@@ -550,12 +550,32 @@ def test_save_grid_size(tmp_path: Path) -> None:
     synthetic.save_grid(path, max_per_class=3)
     with Image.open(path) as image:
         assert image.size == (3 * (36 + 2) + 2, 3 * (30 + 2) + 2)
-    make_set(soft=True, num_classes=4, per_class=1, shape=(1, 5, 5)).save_grid(path)
+    make_set(soft=True, num_classes=4, per_class=1, shape=(1, 5, 5)).save_grid(path, captions=False)
     with Image.open(path) as image:
         assert image.size == (1 * (35 + 2) + 2, 4 * (35 + 2) + 2)  # x7
     with pytest.raises(ValueError, match="max_per_class must be positive"):
         synthetic.save_grid(path, max_per_class=0)
     assert sorted(os.listdir(tmp_path)) == ["grid.png"]
+
+
+def test_soft_label_grids_write_each_image_top_class_and_probability_under_it(tmp_path: Path) -> None:
+    synthetic = make_set(soft=True, num_classes=3, per_class=2, shape=(1, 8, 8))
+    synthetic.images.fill_(10.0)  # white cells, so only captions darken the image
+    assert synthetic.top_labels() == [(k, pytest.approx(float(synthetic.labels[i].max()))) for i, k in enumerate(synthetic.hard_labels.tolist())]
+    path = tmp_path / "grid.png"
+    synthetic.save_grid(path)
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L"))
+    cell = 32 + 2
+    assert pixels.shape == (3 * (cell + 12) + 2, 2 * cell + 2)  # a 12-pixel caption band under each row
+    for row in range(3):
+        band = pixels[row * (cell + 12) + cell : row * (cell + 12) + cell + 12]
+        assert (band < 128).sum() > 20, f"row {row} has no caption"
+    synthetic.save_grid(path, captions=False)
+    with Image.open(path) as image:
+        assert (np.asarray(image.convert("L")) == 255).all()
+    hard = make_set(num_classes=3, per_class=2)
+    assert hard.top_labels() == [(k, 1.0) for k in hard.labels.tolist()]
 
 
 def test_save_grid_denormalises_and_clips(tmp_path: Path) -> None:

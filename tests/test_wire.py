@@ -63,7 +63,15 @@ def _hostile_records() -> list[object]:
     crowded[:3] = 0
     huge_shape = (2**40, 3, 8, 8)
     object_labels = pickle.dumps(list(labels))
+    soft = make_set(soft=True).labels.numpy()
+    negative, unnormalised, nan_soft = soft.copy(), soft * 1.5, soft.copy()
+    negative[0, :2] = [-0.5, 1.5]
+    nan_soft[1, 0] = np.nan
     return [
+        pytest.param(_record(images, negative), "soft labels contain 1 negative entries", id="negative soft labels"),
+        pytest.param(_record(images, unnormalised), "soft label rows must sum to 1", id="soft labels not summing to 1"),
+        pytest.param(_record(images, nan_soft), "soft labels contain 1 non-finite values", id="NaN soft labels"),
+        pytest.param(_record(images, soft[:, :2].copy()), "soft labels have 2 columns but num_classes is 3", id="soft labels too narrow"),
         pytest.param(_record(nan_images, labels), "images contain 1 non-finite", id="NaN images"),
         pytest.param(
             _record(images, labels, payload=labels),

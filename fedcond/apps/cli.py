@@ -1,4 +1,4 @@
-"""The ``fedcond`` command line: condense, evaluate, show, audit, federate, continual, datasets.
+"""The ``fedcond`` command line: condense, teacher, evaluate, show, audit, federate, continual, datasets.
 
 Every command reads one config (``--config FILE.yaml`` plus ``--set key=value`` overrides),
 writes ``--out DIR/results.json`` and prints a short table. Bad input of any kind ends with one
@@ -20,8 +20,9 @@ from fedcond.errors import ConfigError, FedcondError
 if TYPE_CHECKING:  # the heavy modules are imported by the commands that need them
     import torch
 
-    from fedcond.data import ImageDataset
+    from fedcond.data import DatasetSplits, ImageDataset
     from fedcond.evaluation import EvaluationResult
+    from fedcond.labels import Teacher
     from fedcond.synthetic import SyntheticSet
 
 EXIT_USAGE = 2
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation protocol")
     p.set_defaults(handler=cmd_condense)
+
+    p = sub.add_parser("teacher", help="train a teacher on the real training split (condense.teacher) and save it")
+    _common(p, "teacher")
+    p.set_defaults(handler=cmd_teacher)
 
     p = sub.add_parser("evaluate", help="evaluate a saved synthetic set with the protocol")
     _common(p, "evaluate")
@@ -178,7 +183,8 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
     device = resolve_device(config.device)
     splits = load_dataset(config.dataset)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    synthetic = condense(splits.train, config, device=device, checkpoint=checkpoint)
+    teacher = _teacher(config, splits, device)
+    synthetic = condense(splits.train, config, device=device, checkpoint=checkpoint, teacher=teacher)
     synthetic.save(out / "synthetic.pt")
     synthetic.save_grid(out / "synthetic.png")
     c = config.condense
@@ -197,11 +203,13 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
         "pool_seconds": round(synthetic.metadata["timings"].get("pool_seconds", 0.0), 3),
         "synthetic_set": "synthetic.pt",
         "privacy": synthetic.metadata["privacy"],
+        "labels": synthetic.metadata["labels"],
+        "teacher": teacher.info() if teacher is not None else None,
         "config": config.to_dict(),
     }
     rows = []
     if not args.no_evaluate:
-        evaluations = _evaluate_all(synthetic, splits.test, config, device)
+        evaluations = _evaluate_all(synthetic, splits.test, config, device, teacher)
         results["evaluation"] = evaluations[0].to_dict()
         results["cross_architecture"] = {e.model: e.to_dict() for e in evaluations[1:]}
         rows += [[_label(config), e.model, e.accuracy_mean, e.accuracy_std, results["condense_seconds"]] for e in evaluations]
@@ -211,11 +219,12 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
             baseline_config = dataclasses.replace(
                 config, condense=dataclasses.replace(c, method=name), privacy=dataclasses.replace(config.privacy, epsilon=None)
             )
-            baseline = condense(splits.train, baseline_config, device=device)
-            evaluation = evaluate_synthetic(baseline, splits.test, config, device=device)
+            # With teacher labels a baseline gets the same teacher: DD-Ranking's random-real control.
+            baseline = condense(splits.train, baseline_config, device=device, teacher=teacher)
+            evaluation = evaluate_synthetic(baseline, splits.test, config, device=device, teacher=teacher)
             seconds = round(baseline.metadata["timings"]["condense_seconds"], 3)
             results["baselines"][name] = {**evaluation.to_dict(), "condense_seconds": seconds}
-            rows.append([name, evaluation.model, evaluation.accuracy_mean, evaluation.accuracy_std, seconds])
+            rows.append([_label(baseline_config), evaluation.model, evaluation.accuracy_mean, evaluation.accuracy_std, seconds])
     results["peak_memory_mb"] = peak_memory_mb(device)
     write_results(out, "condense", results)
     per_class = f"{c.ipc} per class" + (f", stored as {c.factor}x{c.factor} tiles" if c.factor > 1 else "")
@@ -223,6 +232,24 @@ def cmd_condense(args: argparse.Namespace, config: Config, out: Path) -> None:
     if rows:
         print_table(["method", "model", "acc %", "± std", "seconds"], rows)
     print(f"wrote {out / 'synthetic.pt'}, {out / 'results.json'}")
+
+
+def cmd_teacher(args: argparse.Namespace, config: Config, out: Path) -> None:
+    from fedcond.data import load_dataset
+    from fedcond.device import resolve_device
+    from fedcond.labels import build_teacher, measure_teacher, save_teacher
+    from fedcond.report import write_results
+
+    device = resolve_device(config.device)
+    splits = load_dataset(config.dataset)
+    teacher = build_teacher(splits.train, config, device=device)
+    measure_teacher(teacher, splits.test, config)
+    save_teacher(teacher, out / "teacher.pt")
+    write_results(out, "teacher", {"dataset": config.dataset.name, "teacher": teacher.info(), "teacher_file": "teacher.pt", "config": config.to_dict()})
+    print(
+        f"{config.dataset.name}: {teacher.model} teacher, {teacher.steps} steps in {teacher.seconds:.1f} s, "
+        f"test accuracy {teacher.test_accuracy:.2f}%: wrote {out / 'teacher.pt'} (use --set condense.teacher.weights=...)"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace, config: Config, out: Path) -> None:
@@ -233,7 +260,9 @@ def cmd_evaluate(args: argparse.Namespace, config: Config, out: Path) -> None:
     device = resolve_device(config.device)
     splits = load_dataset(config.dataset)
     synthetic = _load_synthetic(args.synthetic, config, splits.test)
-    evaluations = _evaluate_all(synthetic, splits.test, config, device)
+    # Only online relabelling needs the teacher here: a saved set carries its labels.
+    teacher = _teacher(config, splits, device) if config.evaluation.online_relabel else None
+    evaluations = _evaluate_all(synthetic, splits.test, config, device, teacher)
     write_results(
         out,
         "evaluate",
@@ -244,6 +273,7 @@ def cmd_evaluate(args: argparse.Namespace, config: Config, out: Path) -> None:
             "discrepancy": synthetic.metadata.get("discrepancy"),
             "ipc": synthetic.metadata.get("ipc"),
             "num_synthetic": len(synthetic),
+            "labels": synthetic.metadata.get("labels"),
             "evaluation": evaluations[0].to_dict(),
             "cross_architecture": {e.model: e.to_dict() for e in evaluations[1:]},
             "peak_memory_mb": peak_memory_mb(device),
@@ -261,6 +291,7 @@ def cmd_show(args: argparse.Namespace, config: Config, out: Path) -> None:
     image = out / "synthetic.png"
     synthetic.save_grid(image)
     counts = synthetic.class_counts().tolist()
+    top = synthetic.top_labels() if synthetic.is_soft else None
     write_results(
         out,
         "show",
@@ -270,6 +301,8 @@ def cmd_show(args: argparse.Namespace, config: Config, out: Path) -> None:
             "num_synthetic": len(synthetic),
             "image_shape": list(synthetic.image_shape),
             "soft_labels": synthetic.is_soft,
+            "labels": synthetic.metadata.get("labels"),
+            "top_labels": [{"class": k, "probability": round(q, 4)} for k, q in top] if top else None,
             "class_counts": counts,
             "metadata": synthetic.metadata,
         },
@@ -293,13 +326,25 @@ def cmd_datasets(args: argparse.Namespace, config: Config, out: Path) -> None:
 
 # ---------------------------------------------------------------------- helpers
 def _evaluate_all(
-    synthetic: SyntheticSet, test: ImageDataset, config: Config, device: torch.device
+    synthetic: SyntheticSet, test: ImageDataset, config: Config, device: torch.device, teacher: Teacher | None = None
 ) -> list[EvaluationResult]:
     """The protocol's model first, then every cross-architecture model."""
     from fedcond.evaluation import evaluate_synthetic
 
     models = [config.evaluation.model] + [m for m in config.evaluation.cross_models if m != config.evaluation.model]
-    return [evaluate_synthetic(synthetic, test, config, model=m, device=device) for m in models]
+    return [evaluate_synthetic(synthetic, test, config, model=m, device=device, teacher=teacher) for m in models]
+
+
+def _teacher(config: Config, splits: DatasetSplits, device: torch.device) -> Teacher | None:
+    """With ``condense.labels: teacher``, the teacher (trained on the training split, or loaded),
+    its test accuracy measured; None otherwise."""
+    from fedcond.labels import build_teacher, measure_teacher
+
+    if config.condense.label_source != "teacher":
+        return None
+    teacher = build_teacher(splits.train, config, device=device)
+    measure_teacher(teacher, splits.test, config)
+    return teacher
 
 
 def _load_synthetic(path: str, config: Config, test: ImageDataset) -> SyntheticSet:
@@ -317,7 +362,8 @@ def _load_synthetic(path: str, config: Config, test: ImageDataset) -> SyntheticS
 
 def _label(config: Config) -> str:
     c = config.condense
-    return f"{c.feature_map}/{c.discrepancy}" if c.method == "matching" else c.method
+    name = f"{c.feature_map}/{c.discrepancy}" if c.method == "matching" else c.method
+    return name if c.label_source == "hard" else f"{name}, {c.label_source} labels"
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ import torch
 from fedcond.condense.registry import CONDENSE_METHODS
 from fedcond.device import resolve_device
 from fedcond.errors import DataError
+from fedcond.labels import build_teacher, relabel
 
 if TYPE_CHECKING:
     from fedcond.config import Config
     from fedcond.data.base import ImageDataset
+    from fedcond.labels import Teacher
     from fedcond.synthetic import SyntheticSet
 
 
@@ -24,6 +26,7 @@ def condense(
     device: torch.device | str | None = None,
     progress: bool | None = None,
     checkpoint: str | Path | None = None,
+    teacher: Teacher | None = None,
 ) -> SyntheticSet:
     """Condense ``data`` into a small synthetic set with the method named in ``config.condense``.
 
@@ -43,6 +46,10 @@ def condense(
     checkpoint
         A file where matching saves its state every ``condense.checkpoint_every`` iterations and
         from which it resumes when the file exists.
+    teacher
+        With ``condense.labels: teacher``, label the set with this teacher instead of building the
+        one ``condense.teacher`` names (one teacher shared by several sets); its seconds still
+        count in each set's ``condense_seconds``.
 
     Returns
     -------
@@ -61,10 +68,16 @@ def condense(
     if len(data) == 0:
         raise DataError(f"{data.name}: cannot condense an empty dataset")
     method = CONDENSE_METHODS.get(config.condense.method)
-    return method(
+    device = resolve_device(config.device) if device is None else torch.device(device)
+    synthetic = method(
         data,
         config,
-        device=resolve_device(config.device) if device is None else torch.device(device),
+        device=device,
         progress=config.progress if progress is None else progress,
         checkpoint=Path(checkpoint) if checkpoint is not None else None,
     )
+    if config.condense.label_source != "teacher":
+        return synthetic
+    if teacher is None:
+        teacher = build_teacher(data, config, device=device)
+    return relabel(synthetic, teacher, config)

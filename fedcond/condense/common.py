@@ -52,6 +52,7 @@ def build_synthetic_set(
         init=c.init if matching else "real",  # coresets are real samples
         seed=config.seed,
         timings={"condense_seconds": seconds, **(extra_timings or {})},
+        labels={"source": "learned" if labels.ndim == 2 else "hard"},
         **extra,
     )
     return SyntheticSet(

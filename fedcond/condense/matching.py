@@ -131,7 +131,7 @@ def setup(data: ImageDataset, config: Config, *, device: torch.device, progress:
     images = images.to(device).requires_grad_(True)
     parameters = [{"params": [images], "lr": c.lr_images}]
     label_logits = None
-    if c.soft_labels:
+    if c.label_source == "learned":
         label_logits = (SOFT_LABEL_INIT_SCALE * F.one_hot(syn_class, num_classes).float()).requires_grad_(True)
         parameters.append({"params": [label_logits], "lr": c.lr_labels})
     if c.optimizer == "sgd":

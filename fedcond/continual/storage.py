@@ -140,8 +140,8 @@ class CondensedBuffer(ExemplarsBuffer):
         config.validate()
         if config.condense.factor != 1:
             raise ConfigError("condensed memory counts stored images: condense.factor must be 1 (a factorised image decodes into several)")
-        if config.condense.soft_labels:
-            raise ConfigError("condensed memory keeps hard labels (replay batches mix memory and new data); set condense.soft_labels: false")
+        if config.condense.label_source != "hard":
+            raise ConfigError("condensed memory keeps hard labels (replay batches mix memory and new data); set condense.labels: hard")
         super().__init__(max_size)
         self.config = config
         self.features = features

@@ -59,6 +59,11 @@ class PrivacyConfig:
             "privacy mode needs a data-independent feature map: random-embedding or pixels",
         )
         check(
+            c.label_source == "hard",
+            "privacy mode releases hard labels: a teacher or learned labels would see the private data outside "
+            "the accountant; set condense.labels: hard",
+        )
+        check(
             c.checkpoint_every == 0,
             "privacy mode does not checkpoint (a resumed run would release again); set condense.checkpoint_every 0",
         )
