@@ -148,3 +148,34 @@ def test_a_binary_config_file_is_one_line_and_exit_2(tmp_path, capsys) -> None:
     err = _error_line(capsys)
     assert f"config {config} is not UTF-8 text" in err and "0x9c" in err
     assert earlier.read_text() == '{"kept": true}\n'  # nothing already written is lost
+
+
+TEACHER = ["--set", "condense.teacher.model=mlp", "--set", "condense.teacher.steps=40", "--set", "condense.teacher.dsa=false",
+           "--set", "condense.teacher.lr=0.05", "--set", "condense.teacher.temperature=2"]  # fmt: skip
+
+
+def test_a_teacher_trained_and_saved_labels_a_set_and_its_random_control(tmp_path, capsys) -> None:
+    teacher_dir, run, shown = tmp_path / "teacher", tmp_path / "run", tmp_path / "show"
+    assert main(["teacher", *FAST, *TEACHER, "--out", str(teacher_dir)]) == 0
+    trained = json.loads((teacher_dir / "results.json").read_text())
+    assert trained["teacher"]["model"] == "mlp" and trained["teacher"]["steps"] == 40
+    assert trained["teacher"]["test_accuracy"] > 50.0
+    labelled = [*TEACHER, "--set", "condense.labels=teacher", "--set", f"condense.teacher.weights={teacher_dir / 'teacher.pt'}",
+                "--set", "evaluation.loss=kd"]  # fmt: skip
+    assert main(["condense", *FAST, *labelled, "--baselines", "random", "--out", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["labels"]["source"] == "teacher" and results["labels"]["temperature"] == 2.0
+    assert results["teacher"]["weights"] == str(teacher_dir / "teacher.pt") and results["teacher"]["steps"] == 0
+    assert results["teacher"]["test_accuracy"] == trained["teacher"]["test_accuracy"]
+    assert results["evaluation"]["loss"] == "kd" and results["evaluation"]["temperature"] == 2.0
+    assert results["baselines"]["random"]["loss"] == "kd"
+    assert "teacher labels" in capsys.readouterr().out
+    assert main(["show", "--synthetic", str(run / "synthetic.pt"), "--out", str(shown)]) == 0
+    show = json.loads((shown / "results.json").read_text())
+    assert show["soft_labels"] and show["labels"]["source"] == "teacher"
+    assert len(show["top_labels"]) == show["num_synthetic"] and 0 < show["top_labels"][0]["probability"] <= 1
+    wrong = tmp_path / "wrong.pt"
+    wrong.write_bytes(b"junk")
+    assert main(["condense", *FAST, *TEACHER, "--set", "condense.labels=teacher", "--set", f"condense.teacher.weights={wrong}", "--out", str(run)]) == 2
+    assert "is not a teacher file" in _error_line(capsys)
+    assert json.loads((run / "results.json").read_text())["labels"]["source"] == "teacher"  # earlier results kept
