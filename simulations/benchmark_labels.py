@@ -50,6 +50,8 @@ from simulations.reporting import (
     read_results,
     replace_readme_block,
     results_writer,
+    run_codes,
+    run_machines,
     targets_line,
 )
 
@@ -277,8 +279,8 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     merged["quick"] = any(r.get("quick") for r in runs)
     merged["total_seconds"] = round(sum(r.get("total_seconds", 0.0) for r in runs), 1)
     merged["skipped"] = {k: v for r in runs for k, v in r.get("skipped", {}).items()}
-    codes = [r["code"] for r in runs if r.get("code")]
-    merged["codes"] = [c for i, c in enumerate(codes) if c not in codes[:i]]
+    merged["codes"] = run_codes(runs)
+    merged["machines"] = run_machines(runs)
     planned = {tuple(k) for r in runs for k in r.get("planned", [])}
     merged["planned"] = [list(k) for k in sorted(planned)]
     merged["complete"] = all(r.get("complete") or {tuple(k) for k in r.get("planned", [])} <= set(by_key) for r in runs)

@@ -48,6 +48,8 @@ from simulations.reporting import (
     read_results,
     replace_readme_block,
     results_writer,
+    run_codes,
+    run_machines,
     targets_line,
 )
 
@@ -654,14 +656,6 @@ def checks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_codes(runs: Sequence[dict[str, Any]], *extra: dict[str, Any]) -> list[dict[str, Any]]:
-    """The code versions that produced ``runs`` (a merged run's own list, else its ``code``), then
-    ``extra``, each once, in order."""
-    codes = [c for r in runs for c in (r.get("codes") or ([r["code"]] if "code" in r else []))]
-    codes.extend(extra)
-    return [c for i, c in enumerate(codes) if c not in codes[:i]]
-
-
 def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One report from several runs (e.g. the ipcs and the ablation run by separate processes):
     rows united, a later file's row replacing an earlier one's of the same ipc, method, step and seed."""
@@ -683,6 +677,7 @@ def merge(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         merged["total_seconds"] = round(sum(r.get("total_seconds", 0.0) for r in runs), 1)
         merged["skipped"] = {k: v for r in runs for k, v in r.get("skipped", {}).items()}
         merged["codes"] = run_codes(runs)
+        merged["machines"] = run_machines(runs)
         plans = [r["ablation_plan"] for r in runs if "ablation_plan" in r]
         if plans:
             merged["ablation_plan"] = plans[-1]
@@ -1000,6 +995,7 @@ def main(argv: list[str] | None = None) -> int:
             results["command"] = "\n".join(filter(None, (earlier.get("command"), command)))
             # The sets come from the earlier run's code, the cross columns from this one's.
             results["codes"] = run_codes([earlier], code_version())
+            results["machines"] = run_machines([earlier], machine())
             refresh(results, live=False)
             save(results)
         elif args.from_results:

@@ -206,14 +206,39 @@ def _cpu(m: dict[str, Any]) -> str:
     return f"{m['cpu']}" + (f" {' '.join(details)}" if details else "")
 
 
+def _machine_phrase(m: dict[str, Any]) -> str:
+    return (
+        f"{m['cores']} cores ({_cpu(m)}, torch {m['torch']}, {m['device']}"
+        + (f", {_threads(m['torch_threads'])})" if "torch_threads" in m else ")")
+    )
+
+
+def run_codes(runs: Sequence[dict[str, Any]], *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The code versions that produced ``runs`` (a merged run's own list, else its ``code``), then
+    ``extra``, each once, in order."""
+    return _distinct(runs, "codes", "code", extra)
+
+
+def run_machines(runs: Sequence[dict[str, Any]], *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """The machines ``runs`` were measured on (a merged run's own list, else its ``machine``), then
+    ``extra``, each once, in order: a merge of runs from two machines names both."""
+    return _distinct(runs, "machines", "machine", extra)
+
+
+def _distinct(runs: Sequence[dict[str, Any]], plural: str, singular: str, extra: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = [v for r in runs for v in (r.get(plural) or ([r[singular]] if r.get(singular) else []))]
+    found.extend(extra)
+    return [v for i, v in enumerate(found) if v not in found[:i]]
+
+
 def measured_header(results: dict[str, Any], command: str) -> list[str]:
-    """The opening lines of a benchmark block: when, where, how much memory, and the exact command."""
-    m = results["machine"]
+    """The opening lines of a benchmark block: when, where (every machine of a merged report), how
+    much memory, and the exact command."""
+    machines = results.get("machines") or [results["machine"]]
     seeds = results.get("seeds")
     memory = results.get("peak_memory_mb")
     line = (
-        f"Measured {results['date']} on {m['cores']} cores ({_cpu(m)}, torch {m['torch']}, {m['device']}"
-        + (f", {_threads(m['torch_threads'])})" if "torch_threads" in m else ")")
+        f"Measured {results['date']} on " + " and on ".join(_machine_phrase(m) for m in machines)
         + (f", seeds {', '.join(map(str, seeds))}" if seeds else "")
         + (f"; peak RSS {memory:.0f} MB" if memory is not None else "")
         + _code_phrase(results.get("codes") or [results.get("code")])

@@ -11,7 +11,7 @@ import pytest
 
 from fedcond.errors import FedcondError
 from simulations import reporting
-from simulations.reporting import BENCHMARKS_PAGE, measured_header, replace_readme_block
+from simulations.reporting import BENCHMARKS_PAGE, measured_header, replace_readme_block, run_machines
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("condense", "quality", "speed", "federated", "continual", "privacy")
@@ -38,6 +38,20 @@ def test_header_names_the_commit_of_every_merged_run() -> None:
     assert measured_header(one, "x")[0].endswith("900 MB; commit aaaaaaa. Command:")
     merged = {**one, "codes": [{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}]}
     assert "900 MB; commits aaaaaaa, bbbbbbb with uncommitted changes. Commands" in measured_header(merged, "x\ny")[0]
+
+
+def test_a_merge_of_runs_from_two_machines_names_both() -> None:
+    fast, slow = ({**_results(2)["machine"], "cpu_capability": isa} for isa in ("AVX512", "AVX2"))
+    first, second = {**_results(2), "machine": fast}, {**_results(2), "machine": slow}
+    assert run_machines([first, {**first}]) == [fast]  # one machine named once
+    machines = run_machines([first, second])
+    assert machines == [fast, slow]
+    assert run_machines([{**first, "machines": machines}], fast) == [fast, slow]  # a merged run's own list
+    line = measured_header({**first, "machines": machines}, "x\ny")[0]
+    assert line.startswith(
+        "Measured 2026-01-01 on 2 cores (x86_64 AVX512, torch 2.x, cpu, 2 threads) "
+        "and on 2 cores (x86_64 AVX2, torch 2.x, cpu, 2 threads), seeds 0, 1"
+    )
 
 
 def test_header_counts_one_thread_in_the_singular() -> None:
