@@ -66,6 +66,9 @@ CONFIG_PATTERN = "fashion-mnist-ipc{ipc}.yaml"
 LABEL_OVERRIDES = (
     "condense.labels=teacher",
     "condense.teacher.steps=500",
+    # Exploration on one ipc-10 set (quick protocol): a teacher trained without DSA was the more
+    # accurate (88.7 % against 88.1 %) and its labels the better (KD 81.9 % against 80.8 %).
+    "condense.teacher.dsa=false",
     "condense.teacher.temperature=4.0",
     "evaluation.loss=kd",
 )

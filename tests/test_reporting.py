@@ -14,7 +14,7 @@ from simulations import reporting
 from simulations.reporting import BENCHMARKS_PAGE, measured_header, replace_readme_block, run_machines
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("condense", "quality", "speed", "federated", "continual", "privacy")
+BENCHMARKS = ("condense", "quality", "speed", "federated", "continual", "privacy", "labels")
 #: Benchmarks whose committed block `--from-results simulations/results/benchmark-NAME.json` rewrites
 #: byte for byte (benchmark_condense's results.json does not record the command that measured it).
 REPRODUCIBLE = ("quality", "speed", "federated", "continual", "privacy")
