@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("condense", "quality", "speed", "federated", "continual", "privacy", "labels")
 #: Benchmarks whose committed block `--from-results simulations/results/benchmark-NAME.json` rewrites
 #: byte for byte (benchmark_condense's results.json does not record the command that measured it).
-REPRODUCIBLE = ("quality", "speed", "federated", "continual", "privacy")
+REPRODUCIBLE = ("quality", "speed", "federated", "continual", "privacy", "labels")
 
 
 def _results(threads: int) -> dict:
