@@ -27,6 +27,11 @@ class SyntheticSetError(FedcondError, ValueError):
     """A synthetic set that fails validation: untrusted content is rejected, never repaired."""
 
 
+class ModelRecordError(FedcondError, ValueError):
+    """Model weights received from a client that do not fit the global model: other keys, shapes or
+    dtypes, more bytes than those shapes need, or values that are not finite."""
+
+
 def check(ok: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``ok``: the shape of every config rule."""
     if not ok:

@@ -1,9 +1,10 @@
 """Misbehaving clients for simulations and tests: fedcond's ClientApp with some partitions turned bad.
 
 ``label-flip`` uploads the honest set with labels ``y -> K-1-y``; ``garbage`` uploads noise of the
-honest set's shape and labels; ``crash`` raises; ``stall`` does not reply until ``release`` (a file)
+honest set's shape and labels; ``nan-weights`` replies to fit tasks with its trained weights turned
+to NaN (a diverged or hostile FedAvg client); ``crash`` raises; ``stall`` does not reply until ``release`` (a file)
 exists, or ``stall_seconds`` have passed: a client the server's timeout gives up on, whatever the
-machine's load. Only condense replies are altered; a crashing or stalling client misbehaves on every task.
+machine's load. Label-flip and garbage alter condense replies, nan-weights fit replies; a crashing or stalling client misbehaves on every task.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from flwr.clientapp import ClientApp
 from fedcond.federated import client_app as fedcond_client
 from fedcond.federated import wire
 
-BEHAVIOURS = ("label-flip", "garbage", "crash", "stall")
+BEHAVIOURS = ("label-flip", "garbage", "nan-weights", "crash", "stall")
 
 
 def attacked_client_app(
@@ -53,6 +54,12 @@ def attacked_client_app(
             poisoned = poison(record, kind, num_classes=num_classes)
             metrics = reply.content.metric_records[wire.METRICS_RECORD]
             content = RecordDict({wire.SET_RECORD: poisoned, wire.METRICS_RECORD: metrics})
+            return Message(content=content, reply_to=msg)
+        if kind == "nan-weights" and wire.ARRAYS_RECORD in reply.content.array_records:
+            weights = reply.content.array_records[wire.ARRAYS_RECORD]
+            nan = ArrayRecord({k: Array(np.full_like(a.numpy(), np.nan) if a.numpy().dtype.kind == "f" else a.numpy())
+                               for k, a in weights.items()})  # fmt: skip
+            content = RecordDict({wire.ARRAYS_RECORD: nan, wire.METRICS_RECORD: reply.content.metric_records[wire.METRICS_RECORD]})
             return Message(content=content, reply_to=msg)
         return reply
 

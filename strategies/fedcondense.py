@@ -99,14 +99,14 @@ class FedCondense(Strategy):
                 sets.append(read_upload(reply, self.context.spec))
                 senders.append((node, partition))
             except SyntheticSetError as exc:
-                self._reject(server_round, node, partition, f"invalid upload: {exc}")
+                self.reject(server_round, node, partition, f"invalid upload: {exc}")
         scores = None
         if self.context.config.federated.defence and sets:
             seed = derive_seed(self.context.config.seed, "defence", server_round, bits=32)
             screening = screen(sets, self.context.config.federated.defence_ratio, seed=seed)
             scores = screening.scores
             for i in screening.dropped:
-                self._reject(server_round, *senders[i],
+                self.reject(server_round, *senders[i],
                              f"dropped by the defence: agreement {screening.scores[i]} < {screening.threshold}")  # fmt: skip
             sets = [s for i, s in enumerate(sets) if i not in screening.dropped]
         self.log.rounds[server_round] = {"accepted": len(sets), "defence_scores": scores, "clients": clients}
@@ -123,7 +123,8 @@ class FedCondense(Strategy):
         self._all_sets.extend(sets)
         return self.context.train_on(merge_synthetic_sets(self._all_sets), start=None, epochs=f.server_epochs, seed=seed)
 
-    def _reject(self, server_round: int, node: int, partition: int | None, reason: str) -> None:
+    def reject(self, server_round: int, node: int, partition: int | None, reason: str) -> None:
+        """Record (and log) that ``node``'s reply of ``server_round`` was not used, and why."""
         log(logging.WARNING, "round %d: rejected node %d (partition %s): %s", server_round, node, partition, reason)
         self.log.rejected.append({"round": server_round, "node_id": node, "partition_id": partition, "reason": reason})
 

@@ -1,12 +1,14 @@
-"""Validate a client's reply before anything is done with it: an upload is untrusted input."""
+"""Validate a client's reply before anything is done with it: an upload, a set or weights, is untrusted input."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flwr.app import Message
+import math
 
-from fedcond.errors import SyntheticSetError
+from flwr.app import ArrayRecord, Message
+
+from fedcond.errors import ModelRecordError, SyntheticSetError
 from fedcond.federated import wire
 from fedcond.synthetic import SyntheticSet
 
@@ -51,6 +53,37 @@ def read_upload(reply: Message, spec: UploadSpec) -> SyntheticSet:
     if len(synthetic) == 0:
         raise SyntheticSetError("the set is empty")
     return synthetic
+
+
+def check_fit_reply(reply: Message, reference: ArrayRecord) -> None:
+    """Check a fit reply before it is averaged: one ArrayRecord ``"arrays"`` that fits ``reference``
+    (the global model the round sent) and one MetricRecord ``"metrics"`` holding exactly
+    :data:`~fedcond.federated.wire.FIT_METRICS`, finite, with at least one example.
+
+    Flower's own check raises for the whole round when one reply differs from the others; this one
+    names what is wrong with a single reply, so that reply alone is rejected.
+
+    Raises
+    ------
+    ModelRecordError
+        What is wrong, in one line.
+    """
+    content = reply.content
+    if set(content.array_records.keys()) != {wire.ARRAYS_RECORD}:
+        raise ModelRecordError(f"reply must carry one ArrayRecord {wire.ARRAYS_RECORD!r}")
+    if set(content.metric_records.keys()) != {wire.METRICS_RECORD}:
+        raise ModelRecordError(f"reply must carry one MetricRecord {wire.METRICS_RECORD!r}")
+    metrics = content.metric_records[wire.METRICS_RECORD]
+    if set(metrics.keys()) != set(wire.FIT_METRICS):
+        raise ModelRecordError(f"metrics must hold exactly {', '.join(wire.FIT_METRICS)}")
+    for key in wire.FIT_METRICS:
+        value = metrics[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ModelRecordError(f"metric {key!r} must be a finite number >= 0")
+    examples = metrics[wire.NUM_EXAMPLES]
+    if not isinstance(examples, int) or examples < 1:
+        raise ModelRecordError(f"metric {wire.NUM_EXAMPLES!r} must be an integer >= 1, the weight of the reply")
+    wire.check_model_record(content.array_records[wire.ARRAYS_RECORD], reference)
 
 
 def reply_metrics(reply: Message) -> dict[str, int | float]:

@@ -248,6 +248,86 @@ def test_hybrid_condenses_first_then_averages(server: ServerContext) -> None:
     assert later[0].content.config_records["config"]["task"] == "fit" and "arrays" in later[0].content.array_records
 
 
+def _fit_reply(arrays: ArrayRecord, node: int, **metrics: object) -> Message:
+    sent = Message(content=RecordDict({"config": ConfigRecord({"server-round": 2})}), dst_node_id=node, message_type="train")
+    values = {"num-examples": 50, "train-seconds": 0.5, "upload-bytes": 1000} | metrics
+    return Message(RecordDict({"arrays": arrays, "metrics": MetricRecord(values)}), reply_to=sent)
+
+
+def _shifted(arrays: ArrayRecord, by: float, poison: str | None = None) -> ArrayRecord:
+    state = {k: v.clone() + by if v.is_floating_point() else v.clone() for k, v in arrays.to_torch_state_dict().items()}
+    if poison == "nan":
+        first = next(k for k, v in state.items() if v.is_floating_point())
+        state[first].view(-1)[0] = float("nan")
+    return ArrayRecord(state)
+
+
+def test_hybrid_rejects_bad_weights_and_averages_the_rest(server: ServerContext) -> None:
+    # A client replying with NaN weights used to turn the hybrid's global model into NaNs.
+    plan = STRATEGIES.get("hybrid")(server)
+    start = server.initial_arrays()
+    list(plan.strategy.configure_train(2, start, plan.train_config, FakeGrid()))
+    state = start.to_torch_state_dict()
+    first = next(iter(state))
+    wrong_shape = ArrayRecord({**state, first: torch.zeros(3)})
+    missing = ArrayRecord({k: v for k, v in state.items() if k != first})
+    as_float64 = ArrayRecord({k: v.double() if v.is_floating_point() else v for k, v in state.items()})
+    replies = [
+        _fit_reply(_shifted(start, 1.0), node=1),
+        _fit_reply(_shifted(start, 3.0), node=2),
+        _fit_reply(_shifted(start, 0.0, poison="nan"), node=3),
+        _fit_reply(wrong_shape, node=4),
+        _fit_reply(missing, node=5),
+        _fit_reply(as_float64, node=6),
+        _fit_reply(_shifted(start, 0.0), node=7, **{"num-examples": 0}),
+        _fit_reply(_shifted(start, 0.0), node=8, extra=1.0),
+        Message(Error(code=0, reason="client raised"), reply_to=Message(RecordDict(), dst_node_id=9, message_type="train")),
+    ]
+    arrays, _ = plan.strategy.aggregate_train(2, replies)
+    reasons = {r["node_id"]: r["reason"] for r in plan.strategy.rejected}
+    assert sorted(reasons) == [3, 4, 5, 6, 7, 8] and all(r["round"] == 2 for r in plan.strategy.rejected)
+    assert "not finite" in reasons[3] and "shape" in reasons[4] and "missing" in reasons[5]
+    assert "float64" in reasons[6] and "num-examples" in reasons[7] and "exactly" in reasons[8]
+    averaged = arrays.to_torch_state_dict()
+    # Equal weights: the mean of the two valid replies is the start shifted by 2.
+    assert all(torch.allclose(averaged[k], v + 2.0) for k, v in state.items() if v.is_floating_point())
+
+
+def test_hybrid_with_no_acceptable_reply_keeps_the_model(server: ServerContext) -> None:
+    plan = STRATEGIES.get("hybrid")(server)
+    start = server.initial_arrays()
+    list(plan.strategy.configure_train(2, start, plan.train_config, FakeGrid()))
+    arrays, _ = plan.strategy.aggregate_train(2, [_fit_reply(_shifted(start, 0.0, poison="nan"), node=1)])
+    assert arrays is None and len(plan.strategy.rejected) == 1
+
+
+@pytest.mark.parametrize(
+    ("aggregator", "flower_class"),
+    [("fedavg", "FedAvg"), ("fedmedian", "FedMedian"), ("fedtrimmedavg", "FedTrimmedAvg"), ("krum", "Krum"), ("multikrum", "MultiKrum")],
+)
+def test_hybrid_averages_with_flowers_aggregator(server: ServerContext, aggregator: str, flower_class: str) -> None:
+    server.config.federated.aggregator = aggregator
+    server.config.federated.num_malicious_clients = 1
+    plan = STRATEGIES.get("hybrid")(server)
+    assert type(plan.strategy.averaging).__name__ == flower_class
+    start = server.initial_arrays()
+    list(plan.strategy.configure_train(2, start, plan.train_config, FakeGrid()))
+    replies = [_fit_reply(_shifted(start, by), node=i) for i, by in enumerate((0.0, 1.0, 1.0, 1.0, 1.0, 100.0), start=1)]
+    averaged = plan.strategy.aggregate_train(2, replies)[0].to_torch_state_dict()
+    moved = {k: float((averaged[k] - v).mean()) for k, v in start.to_torch_state_dict().items() if v.is_floating_point()}
+    if aggregator == "fedavg":
+        assert all(abs(m - 104.0 / 6) < 1e-3 for m in moved.values())  # the outlier pulls the mean
+    else:
+        assert all(abs(m - 1.0) < 1e-3 for m in moved.values())  # the robust ones hold it at 1
+
+
+def test_config_checks_the_aggregator() -> None:
+    with pytest.raises(ConfigError, match="federated.aggregator must be one of fedavg, fedmedian"):
+        Config.from_dict({"federated": {"aggregator": "mean"}})
+    with pytest.raises(ConfigError, match="federated.num_malicious_clients"):
+        Config.from_dict({"federated": {"num_clients": 3, "num_malicious_clients": 3}})
+
+
 # ---------------------------------------------------------------------------------- client side
 def _context(partition: int, clients: int) -> Context:
     node_config = {"partition-id": partition, "num-partitions": clients}

@@ -60,6 +60,20 @@ def test_faulty_and_poisoned_clients_do_not_stop_the_round(tmp_path: Path, monke
     assert (tmp_path / "accuracy_vs_upload.png").stat().st_size > 1000
 
 
+def test_hybrid_rejects_a_client_that_replies_with_nan_weights(tmp_path: Path) -> None:
+    # Reported: one of 4 clients replying with NaN weights took the hybrid from 95.8 % to 10.0 %.
+    config = Config.load(
+        "configs/federated-digits.yaml",
+        # No client stalls here: the timeout only has to outlast a loaded machine.
+        [*TINY, "federated.num_clients=4", "federated.strategies=hybrid", "federated.rounds=2", "federated.timeout=600"],
+    )
+    results = simulate(config, tmp_path, client_app=attacked_client_app({3: "nan-weights"}, num_classes=10))
+    run = results["strategies"]["hybrid"]
+    assert results["complete"] and run["rounds"][1]["accuracy"] > 50, run["failed_clients"]
+    assert [r["round"] for r in run["rejected_clients"]] == [2]
+    assert "not finite" in run["rejected_clients"][0]["reason"]
+
+
 def test_cli_runs_every_strategy_and_meters_them(tmp_path: Path, capsys) -> None:
     sets = [f"--set={item}" for item in TINY]
     argv = ["federate", "--config", "configs/federated-digits.yaml", *sets, "--set", "federated.num_clients=3",

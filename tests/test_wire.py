@@ -10,7 +10,8 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord
 
-from fedcond.federated.wire import array_record_bytes, from_array_record, to_array_record
+from fedcond.errors import ModelRecordError
+from fedcond.federated.wire import array_record_bytes, check_model_record, from_array_record, to_array_record
 from fedcond.synthetic import default_metadata
 from sets import assert_one_line, make_set, rejects
 
@@ -173,3 +174,34 @@ def test_record_bytes_count_the_arrays_payloads() -> None:
     record = to_array_record(synthetic)
     payload = synthetic.images.numel() * 4 + synthetic.labels.numel() * 8
     assert payload < array_record_bytes(record) < payload + 2 * 256  # plus two .npy headers
+
+
+# ------------------------------------------------------------------ model weights in a fit reply
+MODEL = {"conv.weight": np.ones((4, 1, 3, 3), np.float32), "bn.num_batches_tracked": np.array(7, np.int64)}
+
+
+def _model(**replaced: np.ndarray | Array) -> ArrayRecord:
+    arrays = {**MODEL, **replaced}
+    return ArrayRecord({k: v if isinstance(v, Array) else Array(v) for k, v in arrays.items()})
+
+
+def test_model_record_that_fits_the_global_model_passes() -> None:
+    check_model_record(_model(**{"conv.weight": np.full((4, 1, 3, 3), -2.5, np.float32)}), _model())
+
+
+@pytest.mark.parametrize(
+    ("record", "match"),
+    [
+        pytest.param(_model(**{"conv.weight": np.full((4, 1, 3, 3), np.inf, np.float32)}), "'conv.weight' holds values that are not finite", id="inf"),
+        pytest.param(_model(**{"conv.weight": np.ones((4, 1, 3, 4), np.float32)}), "holds 48 values, more than the limit of 36", id="bigger"),
+        pytest.param(_model(**{"conv.weight": np.ones((36,), np.float32)}), r"shape \(36,\), the global model's is \(4, 1, 3, 3\)", id="reshaped"),
+        pytest.param(_model(**{"conv.weight": np.ones((4, 1, 3, 3), np.float16)}), "dtype 'float16', expected float32", id="float16"),
+        pytest.param(_model(**{"conv.weight": _forged("float32", (4, 1, 3, 3), "<f4", b"\0" * 10**6)}), "data bytes but its shape needs 144", id="padded"),
+        pytest.param(_model(extra=np.zeros(1, np.float32)), "unexpected 'extra'", id="extra key"),
+        pytest.param(ArrayRecord({"conv.weight": Array(MODEL["conv.weight"])}), "missing bn.num_batches_tracked", id="missing key"),
+    ],
+)
+def test_model_record_that_does_not_fit_is_refused(record: ArrayRecord, match: str) -> None:
+    with pytest.raises(ModelRecordError, match=match) as err:
+        check_model_record(record, _model())
+    assert_one_line(err)

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 PARTITIONERS = ("iid", "dirichlet", "pathological")
 SERVER_UPDATES = ("finetune", "retrain")
+#: Flower's aggregators a fedcond-owned averaging strategy (hybrid) can use, by name.
+AGGREGATORS = ("fedavg", "fedmedian", "fedtrimmedavg", "krum", "multikrum")
 
 
 @register_config_section("federated")
@@ -42,6 +44,14 @@ class FederatedConfig:
     local_weight_decay: float = 5e-4
     #: FedProx's proximal weight mu.
     proximal_mu: float = 0.01
+    #: How hybrid averages the weights of its rounds after the first: Flower's fedavg, fedmedian,
+    #: fedtrimmedavg (``trim_beta`` cut at each end), krum or multikrum (``num_malicious_clients``
+    #: assumed; multikrum averages the ``multikrum_select`` best). The fedavg and fedprox
+    #: baselines are Flower's plain strategies and ignore it.
+    aggregator: str = "fedavg"
+    trim_beta: float = 0.2
+    num_malicious_clients: int = 0
+    multikrum_select: int = 2
     #: fedcondense-iterative: share of condensation iterations that use a fresh random network
     #: instead of the current global model, and how the server uses each round's sets.
     random_mix: float = 0.5
@@ -79,6 +89,10 @@ class FederatedConfig:
         check(self.local_epochs >= 1 and self.local_batch_size >= 1, "federated.local_epochs and local_batch_size must be >= 1")
         check(self.local_lr > 0 and 0 <= self.local_momentum < 1, "federated.local_lr must be > 0, local_momentum in [0, 1)")
         check(self.local_weight_decay >= 0 and self.proximal_mu >= 0, "federated.local_weight_decay and proximal_mu must be >= 0")
+        check_choice("federated.aggregator", self.aggregator, AGGREGATORS)
+        check(0 <= self.trim_beta < 0.5, "federated.trim_beta must be in [0, 0.5)")
+        check(0 <= self.num_malicious_clients < self.num_clients, "federated.num_malicious_clients must be in [0, num_clients)")
+        check(1 <= self.multikrum_select <= self.num_clients, "federated.multikrum_select must be in [1, num_clients]")
         check(0 <= self.random_mix <= 1, "federated.random_mix must be in [0, 1]")
         check_choice("federated.server_update", self.server_update, SERVER_UPDATES)
         check(self.server_epochs >= 1 and self.finetune_epochs >= 1, "federated.server_epochs and finetune_epochs must be >= 1")

@@ -14,7 +14,8 @@ release); a fit reply carries ``"arrays"`` (the locally trained weights) and ``"
 (num-examples, train-seconds, upload-bytes).
 
 A received set is untrusted: :func:`from_array_record` reads each ``.npy`` payload's header and
-checks dtype, shape and size before allocating anything, then validates the set.
+checks dtype, shape and size before allocating anything, then validates the set. Received model
+weights are too: :func:`check_model_record` holds them against the global model.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord
 
-from fedcond.errors import SyntheticSetError
+from fedcond.errors import FedcondError, ModelRecordError, SyntheticSetError
 from fedcond.synthetic import SyntheticSet, compact_cpu, default_metadata, exception_text, quote_untrusted
 
 # ---------------------------------------------------------------------- record names
@@ -63,6 +64,8 @@ UPLOAD_BYTES = "upload-bytes"
 PARTITION_ID = "partition-id"
 EPSILON = "epsilon"
 DELTA = "delta"
+#: The metrics of a fit reply, exactly: Flower's aggregation needs the same keys in every reply.
+FIT_METRICS = (NUM_EXAMPLES, TRAIN_SECONDS, UPLOAD_BYTES)
 
 # ---------------------------------------------------------------------- the synthetic-set codec
 #: Arrays of a synthetic set's record, and their wire dtypes (no cast is ever applied).
@@ -138,21 +141,65 @@ def from_array_record(
     return synthetic.validate(num_classes=num_classes, max_per_class=max_per_class, image_shape=image_shape)
 
 
+def check_model_record(record: ArrayRecord, reference: ArrayRecord) -> None:
+    """Check model weights received from a client against the global model they should update.
+
+    Every array is decoded from its header first (no allocation beyond what the global model's
+    shape needs), so an oversized or truncated payload is refused before it costs memory.
+
+    Parameters
+    ----------
+    record
+        The client's weights (a fit reply's ``"arrays"``).
+    reference
+        The global model the server sent: the keys, dtypes and shapes the reply must have.
+
+    Raises
+    ------
+    ModelRecordError
+        Other keys, a dtype or shape that differs, bytes that do not match the shape, or a value
+        that is not finite, in one line.
+    """
+    if not isinstance(record, ArrayRecord):
+        raise ModelRecordError(f"expected an ArrayRecord, got {type(record).__name__}")
+    keys, expected = list(record.keys()), list(reference.keys())
+    if set(keys) != set(expected):
+        missing, extra = sorted(set(expected) - set(keys)), sorted(set(keys) - set(expected))
+        raise ModelRecordError(
+            "weights do not match the global model: "
+            + "; ".join(part for part in (
+                f"missing {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {', '.join(quote_untrusted(k) for k in extra[:3])}" if extra else "",
+            ) if part)
+        )  # fmt: skip
+    for key in expected:
+        want = reference[key]
+        values = _decode_wire_array(key, record[key], (want.dtype,), math.prod(want.shape), error=ModelRecordError)
+        if tuple(values.shape) != tuple(want.shape):
+            raise ModelRecordError(
+                f"record array {key!r} has shape {quote_untrusted(tuple(values.shape))}, the global model's is {tuple(want.shape)}"
+            )
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise ModelRecordError(f"record array {key!r} holds values that are not finite")
+
+
 def array_record_bytes(record: ArrayRecord) -> int:
     """Bytes of the arrays in ``record``, as Flower's own ``Result`` counts them (``len(Array.data)``)."""
     return sum(len(array.data) for array in record.values())
 
 
-def _decode_wire_array(name: str, array: Array, dtypes: tuple[str, ...], max_elements: int) -> np.ndarray:
+def _decode_wire_array(
+    name: str, array: Array, dtypes: tuple[str, ...], max_elements: int, error: type[FedcondError] = SyntheticSetError
+) -> np.ndarray:
     """Decode one received ``.npy`` payload, checking dtype and size before allocating.
 
     ``Array.numpy()`` would allocate whatever shape the payload's header claims before noticing
     that the data is short, so the header is read and checked here first.
     """
     if array.stype != "numpy.ndarray":
-        raise SyntheticSetError(f"record array {name!r} has serialisation {quote_untrusted(array.stype)}")
+        raise error(f"record array {name!r} has serialisation {quote_untrusted(array.stype)}")
     if array.dtype not in dtypes:
-        raise SyntheticSetError(
+        raise error(
             f"record array {name!r} has dtype {quote_untrusted(array.dtype)}, expected {' or '.join(dtypes)}"
         )
     buffer = io.BytesIO(array.data)
@@ -166,18 +213,18 @@ def _decode_wire_array(name: str, array: Array, dtypes: tuple[str, ...], max_ele
             raise ValueError(f"unsupported .npy version {version}")
     except Exception as err:
         # The header parser raises ValueError, SyntaxError or tokenize.TokenError on garbage.
-        raise SyntheticSetError(f"record array {name!r} is not a valid .npy payload ({exception_text(err)})") from None
+        raise error(f"record array {name!r} is not a valid .npy payload ({exception_text(err)})") from None
     if dtype != np.dtype(array.dtype) or tuple(shape) != tuple(array.shape):
-        raise SyntheticSetError(
+        raise error(
             f"record array {name!r} declares {array.dtype} {quote_untrusted(tuple(array.shape))} "
             f"but holds {quote_untrusted(dtype)} {quote_untrusted(tuple(shape))}"
         )
     count = math.prod(shape)
     if count > max_elements:
-        raise SyntheticSetError(f"record array {name!r} holds {count} values, more than the limit of {max_elements}")
+        raise error(f"record array {name!r} holds {count} values, more than the limit of {max_elements}")
     offset = buffer.tell()
     if len(array.data) - offset != count * dtype.itemsize:
-        raise SyntheticSetError(
+        raise error(
             f"record array {name!r} has {len(array.data) - offset} data bytes but its shape needs {count * dtype.itemsize}"
         )
     values = np.frombuffer(array.data, dtype=dtype, count=count, offset=offset)
