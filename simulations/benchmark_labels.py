@@ -165,7 +165,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         accuracies = [r["teacher"]["test_accuracy"] for r in group if r["teacher"].get("test_accuracy") is not None]
         entry["teacher_test_accuracy_mean"] = round(float(np.mean(accuracies)), 2) if accuracies else None
         entry["teacher_seconds_mean"] = round(float(np.mean([r["teacher_seconds"] for r in group])), 1)
-        entry["row_seconds_max"] = round(max(r["row_seconds"] for r in group), 1)
+        entry["row_seconds_max"] = round(max(r["row_seconds"] for r in group), 2)
         entry["images_per_class"] = group[0]["images_per_class"]
         out.append(entry)
     return out
