@@ -145,6 +145,7 @@ def fit(
     loss: str = "ce",
     temperature: float = 1.0,
     relabel: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    steps: int | None = None,
 ) -> nn.Module:
     """Train ``net`` in place with the protocol's SGD on ``(images, labels)``; return it in eval mode.
 
@@ -152,13 +153,19 @@ def fit(
     ``proximal_mu > 0`` adds FedProx's ``mu/2 * ||w - w_start||^2`` towards the starting weights.
     ``loss="kd"`` trains on ``T² · KL(labels ‖ softmax(net / T))`` at ``temperature`` (labels
     ``[M, K]``); ``relabel`` replaces the labels of every augmented batch by its output.
+    ``steps`` trains for exactly that many SGD steps (epochs over the data, the last one cut short)
+    instead of ``cfg.epochs`` epochs; the lr decay, if any, comes at half of the epochs this takes.
     """
+    if steps is not None and steps < 1:
+        raise ValueError("steps must be >= 1")
     generator = torch.Generator().manual_seed(seed)
     images, labels = images.to(device), labels.to(device)
     if loss == "kd" and labels.ndim != 2:
         raise ValueError("loss='kd' trains on distributions [M, K]; make hard labels one-hot first")
     optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    milestones = [cfg.epochs // 2] if decay else []
+    batches = max(1, -(-len(images) // cfg.batch_size))
+    epochs = cfg.epochs if steps is None else -(-steps // batches)
+    milestones = [epochs // 2] if decay else []
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     anchor = [p.detach().clone() for p in net.parameters()] if proximal_mu > 0 else []
     # Pieces of a batch give the same gradient only when samples don't see each other (no batch norm).
@@ -171,9 +178,13 @@ def fit(
     else:
         loss_of = compiled_function("piece-loss", piece_loss) if cfg.compile else piece_loss
     net.train()
-    for _ in range(cfg.epochs):
+    taken = 0
+    for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator).to(device)
         for batch in order.split(cfg.batch_size):
+            if steps is not None and taken == steps:
+                break
+            taken += 1
             x, y = images[batch], labels[batch]
             if dsa_strategy is not None:
                 x = dsa(x, dsa_strategy, generator=generator, mode=dsa_mode)

@@ -61,15 +61,39 @@ class ServerContext:
             net.load_state_dict(arrays.to_torch_state_dict())
         return net
 
-    def train_on(self, synthetic: SyntheticSet, *, start: ArrayRecord | None, epochs: int, seed: int) -> ArrayRecord:
-        """Train the global model on ``synthetic`` (from ``start``, or fresh) with the protocol's SGD and DSA."""
+    def train_on(
+        self, synthetic: SyntheticSet, *, start: ArrayRecord | None, epochs: int, seed: int, steps: int | None = None
+    ) -> ArrayRecord:
+        """Train the global model on ``synthetic`` (from ``start``, or fresh) with the protocol's SGD and DSA.
+
+        The loss is ``evaluation.loss``: with ``kd`` the model distils the sets' labels (the clients'
+        teachers' soft labels, or one-hot rows for hard labels) at :attr:`kd_temperature`.
+        ``steps`` trains that many SGD steps at the protocol's lr, without its decay (the server's
+        correction after an averaging round), instead of ``epochs`` epochs of the full schedule.
+        """
         e = self.config.evaluation
         cfg: EvaluationConfig = dataclasses.replace(e, epochs=epochs)
         net = self.network(start)
         strategy = self.config.condense.dsa_strategy if e.dsa else None
-        fit(net, synthetic.images, synthetic.labels, cfg=cfg, dsa_strategy=strategy, device=self.device,
-            seed=seed, dsa_mode=self.config.condense.dsa_mode)  # fmt: skip
+        labels = synthetic.labels
+        if e.loss == "kd" and labels.ndim == 1:
+            labels = torch.nn.functional.one_hot(labels, self.test.num_classes).float()
+        fit(net, synthetic.images, labels, cfg=cfg, dsa_strategy=strategy, device=self.device, seed=seed,
+            dsa_mode=self.config.condense.dsa_mode, loss=e.loss, temperature=self.kd_temperature,
+            steps=steps, decay=steps is None)  # fmt: skip
         return ArrayRecord({k: v.detach().cpu() for k, v in net.state_dict().items()})
+
+    @property
+    def kd_temperature(self) -> float:
+        """The KD temperature of server training: ``evaluation.temperature``, else the clients'
+        teachers' (``condense.teacher.temperature`` with ``condense.labels: teacher``), else 1.
+
+        The config, not an upload's metadata, says it: the server sent that config to every client.
+        """
+        e, c = self.config.evaluation, self.config.condense
+        if e.temperature is not None:
+            return float(e.temperature)
+        return float(c.teacher.temperature) if c.label_source == "teacher" else 1.0
 
     def accuracy(self, arrays: ArrayRecord) -> float:
         """Test accuracy (percent) of the global model ``arrays`` on the server's test set."""

@@ -67,6 +67,11 @@ class FedCondense(Strategy):
         """Every rejected or dropped upload: round, node, partition, reason."""
         return self.log.rejected
 
+    @property
+    def sets(self) -> list[SyntheticSet]:
+        """Every set the global model was trained on from scratch so far (one-shot: the round's)."""
+        return list(self._all_sets)
+
     def summary(self) -> None:
         f = self.context.config.federated
         log(logging.INFO, "\t├── send global model: %s (random mix %.2f)", self.send_model, f.random_mix)
@@ -77,9 +82,15 @@ class FedCondense(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._current = arrays
+        return self.condense_messages(server_round, arrays, config, grid, send_model=self.send_model)
+
+    def condense_messages(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid, *, send_model: bool
+    ) -> list[Message]:
+        """One condense message per client; with ``send_model`` each carries the global model ``arrays``."""
         config = ConfigRecord({**config, wire.TASK_KEY: wire.CONDENSE_TASK, wire.SERVER_ROUND_KEY: server_round})
         content = RecordDict({wire.CONFIG_RECORD: config})
-        if self.send_model:
+        if send_model:
             content[wire.MODEL_RECORD] = arrays
         # Every client condenses: wait until all of them are connected (late SuperNodes are not skipped).
         clients = self.context.config.federated.num_clients
@@ -89,6 +100,20 @@ class FedCondense(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        sets = self.accept(server_round, replies)
+        if not sets:
+            log(logging.WARNING, "round %d: no acceptable synthetic set; the global model is unchanged", server_round)
+            return None, MetricRecord({"accepted-sets": 0})
+        arrays = self._update(server_round, sets)
+        return arrays, MetricRecord({"accepted-sets": len(sets), "synthetic-images": sum(len(s) for s in sets)})
+
+    def accept(self, server_round: int, replies: Iterable[Message]) -> list[SyntheticSet]:
+        """The synthetic sets of ``replies`` that pass validation and the defence; the others are
+        rejected with their reason, and the round's facts go to :attr:`log`.
+
+        A strategy that collects sets for another purpose (the server's correction of
+        ``fedavg-corrected``) uses this to receive them exactly as FedCondense does.
+        """
         sets, senders, clients = [], [], []
         for reply in replies:
             if reply.has_error():
@@ -110,11 +135,7 @@ class FedCondense(Strategy):
                              f"dropped by the defence: agreement {screening.scores[i]} < {screening.threshold}")  # fmt: skip
             sets = [s for i, s in enumerate(sets) if i not in screening.dropped]
         self.log.rounds[server_round] = {"accepted": len(sets), "defence_scores": scores, "clients": clients}
-        if not sets:
-            log(logging.WARNING, "round %d: no acceptable synthetic set; the global model is unchanged", server_round)
-            return None, MetricRecord({"accepted-sets": 0})
-        arrays = self._update(server_round, sets)
-        return arrays, MetricRecord({"accepted-sets": len(sets), "synthetic-images": sum(len(s) for s in sets)})
+        return sets
 
     def _update(self, server_round: int, sets: list[SyntheticSet]) -> ArrayRecord:
         f, seed = self.context.config.federated, derive_seed(self.context.config.seed, "server-training", server_round)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from fedcond import SyntheticSet, condense, evaluate_synthetic
 from fedcond.errors import DataError
-from fedcond.evaluation import run_seed, train_network
+from fedcond.evaluation import fit, fresh_network, run_seed, train_network
 from fedcond.evaluation import test_accuracy as accuracy_on
 
 
@@ -87,3 +88,17 @@ def test_quick_protocol_is_one_network_of_100_epochs(digits, make_config) -> Non
     by_hand = make_config(condense={"method": "random", "ipc": 1}, evaluation={"runs": 1, "epochs": 100})
     assert evaluate_synthetic(coreset, digits.test, by_hand).accuracies == result.accuracies
     assert result.to_dict()["protocol"] == "quick"
+
+
+@pytest.mark.parametrize(("steps", "batch_size"), [(7, 32), (1, 256), (40, 100)])
+def test_fit_takes_exactly_the_steps_asked(digits, make_config, steps: int, batch_size: int) -> None:
+    cfg = make_config(evaluation={"batch_size": batch_size, "epochs": 99}).evaluation
+    net = fresh_network("convnet", digits.train.images.shape[1:], 10, device=torch.device("cpu"), seed=0)
+    taken = []
+    handle = register_optimizer_step_post_hook(lambda *args: taken.append(1))
+    try:
+        fit(net, digits.train.images[:150], digits.train.labels[:150], cfg=cfg, dsa_strategy=None,
+            device=torch.device("cpu"), seed=0, steps=steps, decay=False)  # fmt: skip
+    finally:
+        handle.remove()
+    assert len(taken) == steps

@@ -321,6 +321,112 @@ def test_hybrid_averages_with_flowers_aggregator(server: ServerContext, aggregat
         assert all(abs(m - 1.0) < 1e-3 for m in moved.values())  # the robust ones hold it at 1
 
 
+def _grid_nodes(messages: list[Message]) -> dict[str, list[int]]:
+    by_task: dict[str, list[int]] = {}
+    for m in messages:
+        by_task.setdefault(m.content.config_records["config"]["task"], []).append(m.metadata.dst_node_id)
+    return {task: sorted(nodes) for task, nodes in by_task.items()}
+
+
+def test_corrected_uploads_in_round_one_and_every_refresh(server: ServerContext) -> None:
+    plan = STRATEGIES.get("fedavg-corrected")(server)
+    start = server.initial_arrays()
+    first = list(plan.strategy.configure_train(1, start, plan.train_config, FakeGrid()))
+    assert _grid_nodes(first) == {"fit": [1, 2, 3], "condense": [1, 2, 3]}
+    condense = [m for m in first if m.content.config_records["config"]["task"] == "condense"]
+    assert all("model" not in m.content.array_records for m in condense)  # round 1: the plain recipe
+    later = list(plan.strategy.configure_train(2, start, plan.train_config, FakeGrid()))
+    assert _grid_nodes(later) == {"fit": [1, 2, 3]}  # uploaded once by default
+    server.config.federated.correction_refresh = 2
+    refreshing = STRATEGIES.get("fedavg-corrected")(server).strategy
+    assert [r for r in range(1, 8) if refreshing.uploads_in(r)] == [1, 3, 5, 7]
+    third = list(refreshing.configure_train(3, start, plan.train_config, FakeGrid()))
+    condense = [m for m in third if m.content.config_records["config"]["task"] == "condense"]
+    assert len(condense) == 3 and all("model" in m.content.array_records for m in condense)
+
+
+def _plain_average(replies: list[Message]) -> dict[str, torch.Tensor]:
+    states = [r.content.array_records["arrays"].to_torch_state_dict() for r in replies]
+    return {k: sum(s[k].double() for s in states) / len(states) for k in states[0]}
+
+
+def test_corrected_averages_checked_weights_then_trains_on_accepted_sets(digits, server: ServerContext) -> None:
+    server.config.condense.ipc = 10
+    server.config.federated.correction_steps = 15
+    plan = STRATEGIES.get("fedavg-corrected")(server)
+    start = server.initial_arrays()
+    list(plan.strategy.configure_train(1, start, plan.train_config, FakeGrid()))
+    sets = _client_sets(digits, flip=[3])
+    good = [_fit_reply(_shifted(start, 0.0), node=1), _fit_reply(_shifted(start, 0.0), node=2)]
+    bad_set = {"images": np.full((10, 1, 8, 8), np.nan, np.float32), "labels": np.arange(10, dtype=np.int64)}
+    replies = [*good, _fit_reply(_shifted(start, 0.0, poison="nan"), node=3)]
+    replies += [_reply(to_array_record(s), node=10 + i, partition=i) for i, s in enumerate(sets[:4])]
+    replies.append(_reply(bad_set, node=99, partition=9))
+    arrays, _ = plan.strategy.aggregate_train(1, replies)
+    reasons = {r["node_id"]: r["reason"] for r in plan.strategy.log.rejected}
+    assert "invalid weights" in reasons[3] and "invalid upload" in reasons[99] and "defence" in reasons[13]
+    assert len(plan.strategy.sets) == 3 and plan.strategy.log.rounds[1]["accepted"] == 3
+    # The average is the (untrained) start; the correction on the honest sets makes it a classifier.
+    assert server.accuracy(arrays) > server.accuracy(start) + 20
+    # Round 2 asks for weights only: a set arriving then is rejected; the round-1 sets still correct.
+    list(plan.strategy.configure_train(2, arrays, plan.train_config, FakeGrid()))
+    round_two = [_fit_reply(_shifted(arrays, 0.01), node=1), _reply(to_array_record(sets[0]), node=12, partition=2)]
+    corrected, _ = plan.strategy.aggregate_train(2, round_two)
+    assert any(r["round"] == 2 and "unexpected upload" in r["reason"] for r in plan.strategy.log.rejected)
+    average = _plain_average(round_two[:1])
+    moved = corrected.to_torch_state_dict()
+    assert any(not torch.allclose(moved[k].double(), v) for k, v in average.items() if v.is_floating_point())
+
+
+def test_corrected_with_no_set_and_no_weights_keeps_the_model(server: ServerContext) -> None:
+    plan = STRATEGIES.get("fedavg-corrected")(server)
+    start = server.initial_arrays()
+    list(plan.strategy.configure_train(1, start, plan.train_config, FakeGrid()))
+    arrays, _ = plan.strategy.aggregate_train(1, [_fit_reply(_shifted(start, 0.0, poison="nan"), node=1)])
+    assert arrays is None and plan.strategy.sets == [] and plan.strategy.log.rounds[1]["accepted"] == 0
+
+
+@pytest.mark.parametrize("correction", [False, True])
+def test_hybrid_corrects_its_averages_with_the_round_one_sets_when_asked(digits, server: ServerContext, correction: bool) -> None:
+    server.config.condense.ipc = 10
+    server.config.federated.hybrid_correction = correction
+    server.config.federated.correction_steps = 5
+    plan = STRATEGIES.get("hybrid")(server)
+    start = server.initial_arrays()
+    list(plan.strategy.configure_train(1, start, plan.train_config, FakeGrid()))
+    warm, _ = plan.strategy.aggregate_train(1, [_reply(to_array_record(s), node=10 + i, partition=i)
+                                                for i, s in enumerate(_client_sets(digits)[:3])])  # fmt: skip
+    list(plan.strategy.configure_train(2, warm, plan.train_config, FakeGrid()))
+    replies = [_fit_reply(_shifted(warm, 1.0), node=1), _fit_reply(_shifted(warm, 3.0), node=2)]
+    arrays, _ = plan.strategy.aggregate_train(2, replies)
+    state, average = arrays.to_torch_state_dict(), _plain_average(replies)
+    same = all(torch.allclose(state[k].double(), v) for k, v in average.items() if v.is_floating_point())
+    assert same is not correction
+
+
+def test_server_training_distils_with_the_clients_teachers_temperature(server: ServerContext) -> None:
+    assert server.kd_temperature == 1.0
+    server.config.condense.labels = "teacher"
+    server.config.condense.teacher.temperature = 4.0
+    assert server.kd_temperature == 4.0
+    server.config.evaluation.temperature = 2.0
+    assert server.kd_temperature == 2.0
+    server.config.evaluation.loss = "kd"
+    soft = _set(3)
+    soft = SyntheticSet(soft.images, torch.softmax(torch.randn(30, 10, generator=torch.Generator().manual_seed(1)), 1), 10)
+    arrays = server.train_on(soft, start=None, epochs=1, seed=0, steps=2)
+    assert arrays is not None
+    # Hard labels are distilled as one-hot rows.
+    assert server.train_on(_set(3), start=None, epochs=1, seed=0, steps=2) is not None
+
+
+def test_config_checks_the_correction() -> None:
+    with pytest.raises(ConfigError, match="federated.correction_steps must be at least 1"):
+        Config.from_dict({"federated": {"correction_steps": 0}})
+    with pytest.raises(ConfigError, match="federated.correction_refresh must be >= 0"):
+        Config.from_dict({"federated": {"correction_refresh": -1}})
+
+
 def test_config_checks_the_aggregator() -> None:
     with pytest.raises(ConfigError, match="federated.aggregator must be one of fedavg, fedmedian"):
         Config.from_dict({"federated": {"aggregator": "mean"}})

@@ -60,18 +60,30 @@ def test_faulty_and_poisoned_clients_do_not_stop_the_round(tmp_path: Path, monke
     assert (tmp_path / "accuracy_vs_upload.png").stat().st_size > 1000
 
 
-def test_hybrid_rejects_a_client_that_replies_with_nan_weights(tmp_path: Path) -> None:
+def test_averaging_strategies_reject_a_client_that_replies_with_nan_weights(tmp_path: Path) -> None:
     # Reported: one of 4 clients replying with NaN weights took the hybrid from 95.8 % to 10.0 %.
     config = Config.load(
         "configs/federated-digits.yaml",
         # No client stalls here: the timeout only has to outlast a loaded machine.
-        [*TINY, "federated.num_clients=4", "federated.strategies=hybrid", "federated.rounds=2", "federated.timeout=600"],
-    )
+        [*TINY, "federated.num_clients=4", "federated.strategies=hybrid,fedavg-corrected", "federated.rounds=2",
+         "federated.correction_steps=10", "federated.timeout=600"],
+    )  # fmt: skip
     results = simulate(config, tmp_path, client_app=attacked_client_app({3: "nan-weights"}, num_classes=10))
-    run = results["strategies"]["hybrid"]
-    assert results["complete"] and run["rounds"][1]["accuracy"] > 50, run["failed_clients"]
-    assert [r["round"] for r in run["rejected_clients"]] == [2]
-    assert "not finite" in run["rejected_clients"][0]["reason"]
+    assert results["complete"]
+    hybrid = results["strategies"]["hybrid"]
+    assert hybrid["rounds"][1]["accuracy"] > 50, hybrid["failed_clients"]
+    assert [r["round"] for r in hybrid["rejected_clients"]] == [2]
+    assert "not finite" in hybrid["rejected_clients"][0]["reason"]
+    # fedavg-corrected: weights every round, sets beside them in round 1 (two messages per client).
+    corrected = results["strategies"]["fedavg-corrected"]
+    assert corrected["failed_clients"] == [] and all(r["accuracy"] > 50 for r in corrected["rounds"]), corrected
+    assert [r["round"] for r in corrected["rejected_clients"]] == [1, 2]
+    assert all("not finite" in r["reason"] for r in corrected["rejected_clients"])
+    assert corrected["condense_rounds"]["1"]["accepted"] == 4 and list(corrected["condense_rounds"]) == ["1"]
+    model_bytes = corrected["rounds"][1]["download_bytes"] // 4
+    first, second = corrected["rounds"]
+    assert first["download_bytes"] == second["download_bytes"] == 4 * model_bytes  # condense messages carry no model
+    assert 4 * model_bytes < first["upload_bytes"] < 5 * model_bytes and second["upload_bytes"] == 4 * model_bytes
 
 
 def test_cli_runs_every_strategy_and_meters_them(tmp_path: Path, capsys) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 PARTITIONERS = ("iid", "dirichlet", "pathological")
 SERVER_UPDATES = ("finetune", "retrain")
-#: Flower's aggregators a fedcond-owned averaging strategy (hybrid) can use, by name.
+#: Flower's aggregators a fedcond-owned averaging strategy (hybrid, fedavg-corrected) can use, by name.
 AGGREGATORS = ("fedavg", "fedmedian", "fedtrimmedavg", "krum", "multikrum")
 
 
@@ -23,7 +23,7 @@ class FederatedConfig:
     """``fedcond federate``: the clients, their partitions, the strategies compared and their budgets."""
 
     #: Strategies run one after another on the same partitions: fedcondense, fedcondense-iterative,
-    #: hybrid, fedavg, fedprox.
+    #: hybrid, fedavg-corrected, fedavg, fedprox.
     strategies: list[str] = field(default_factory=lambda: ["fedcondense", "fedavg"])
     #: Simulated clients (Flower SuperNodes); each holds one partition of the training split.
     num_clients: int = 10
@@ -44,10 +44,10 @@ class FederatedConfig:
     local_weight_decay: float = 5e-4
     #: FedProx's proximal weight mu.
     proximal_mu: float = 0.01
-    #: How hybrid averages the weights of its rounds after the first: Flower's fedavg, fedmedian,
-    #: fedtrimmedavg (``trim_beta`` cut at each end), krum or multikrum (``num_malicious_clients``
-    #: assumed; multikrum averages the ``multikrum_select`` best). The fedavg and fedprox
-    #: baselines are Flower's plain strategies and ignore it.
+    #: How hybrid (rounds after the first) and fedavg-corrected average weights: Flower's fedavg,
+    #: fedmedian, fedtrimmedavg (``trim_beta`` cut at each end), krum or multikrum
+    #: (``num_malicious_clients`` assumed; multikrum averages the ``multikrum_select`` best). The
+    #: fedavg and fedprox baselines are Flower's plain strategies and ignore it.
     aggregator: str = "fedavg"
     trim_beta: float = 0.2
     num_malicious_clients: int = 0
@@ -60,6 +60,15 @@ class FederatedConfig:
     #: rest of the schedule is ``evaluation``'s); fine-tuning rounds use ``finetune_epochs``.
     server_epochs: int = 300
     finetune_epochs: int = 50
+    #: fedavg-corrected (and hybrid with ``hybrid_correction: true``): after each averaging round the
+    #: server fine-tunes the global model for ``correction_steps`` SGD steps on the union of the
+    #: clients' synthetic sets (``evaluation``'s lr, batch size, DSA and loss, no lr decay). The sets
+    #: are uploaded in round 1; with ``correction_refresh: k > 0`` clients condense again against
+    #: the current global model every k rounds (rounds 1, 1 + k, 1 + 2k, ...) and the new sets
+    #: replace the old. Hybrid corrects with its round-1 sets.
+    correction_steps: int = 100
+    correction_refresh: int = 0
+    hybrid_correction: bool = False
     #: Most images per class a client may upload; null allows ``ipc * factor**2``.
     max_per_class: int | None = None
     #: Drop uploads whose labels disagree with a classifier fitted on the other clients' sets.
@@ -96,6 +105,8 @@ class FederatedConfig:
         check(0 <= self.random_mix <= 1, "federated.random_mix must be in [0, 1]")
         check_choice("federated.server_update", self.server_update, SERVER_UPDATES)
         check(self.server_epochs >= 1 and self.finetune_epochs >= 1, "federated.server_epochs and finetune_epochs must be >= 1")
+        check(self.correction_steps >= 1, "federated.correction_steps must be at least 1")
+        check(self.correction_refresh >= 0, "federated.correction_refresh must be >= 0 (0: sets uploaded once, in round 1)")
         check(self.max_per_class is None or self.max_per_class >= 1, "federated.max_per_class must be null or >= 1")
         check(0 < self.defence_ratio < 1, "federated.defence_ratio must be in (0, 1)")
         check(self.num_cpus > 0 and self.num_gpus >= 0, "federated.num_cpus must be > 0 and num_gpus >= 0")
