@@ -84,6 +84,11 @@ class CondenseConfig:
     ipc: int = 10
     #: Optimisation steps over the synthetic pixels.
     iterations: int = 1000
+    #: Wall-clock budget of a matching run in seconds (setup included): it stops after the iteration
+    #: that crosses it, and the set records the iterations it ran (``iterations_run``) and
+    #: ``time_budget_hit``. None: always ``iterations``. A device-dependent stop, so two machines
+    #: may give different sets; federated clients use it as their per-client time budget.
+    max_seconds: float | None = None
     #: ``real`` (random real samples of the class), ``herding`` or ``k-center`` (the samples those
     #: coresets select), or ``noise`` (standard normal pixels).
     init: str = "real"

@@ -45,6 +45,7 @@ def _validate_condense(config: Config) -> None:
     check_model_options(c.model, c.model_params)
     check(c.ipc >= 1, "condense.ipc must be at least 1")
     check(c.iterations >= 0, "condense.iterations must be >= 0")
+    check(c.max_seconds is None or c.max_seconds > 0, "condense.max_seconds must be null or > 0")
     check(c.batch_real >= 1, "condense.batch_real must be at least 1")
     check(c.lr_images > 0, "condense.lr_images must be > 0")
     check(c.lr_labels > 0, "condense.lr_labels must be > 0")

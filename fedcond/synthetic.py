@@ -145,7 +145,9 @@ class SyntheticSet:
         """Check every invariant, and the receiver's expectations if given; return ``self``.
 
         Sizes are checked before any pass over the data, so that an oversized set is rejected
-        without the work it would cost.
+        without the work it would cost. ``max_per_class`` caps each class's images for hard labels;
+        soft labels have no one class per image (a teacher may put an image's mass on another
+        class), so for them it caps the whole set at ``max_per_class`` x the number of classes.
         """
         self._validate_images()
         self._validate_labels()
@@ -162,7 +164,14 @@ class SyntheticSet:
         non_finite = int((~torch.isfinite(self.images)).sum())
         if non_finite:
             raise SyntheticSetError(f"images contain {non_finite} non-finite values (NaN or Inf)")
-        if max_per_class is not None:
+        if max_per_class is not None and self.is_soft:
+            cap = max_per_class * self.num_classes
+            if len(self) > cap:
+                raise SyntheticSetError(
+                    f"{len(self)} soft-labelled images, more than max_per_class={max_per_class} x "
+                    f"{self.num_classes} classes"
+                )
+        elif max_per_class is not None:
             counts = self.class_counts()
             over = torch.nonzero(counts > max_per_class, as_tuple=True)[0]
             if len(over):

@@ -1,14 +1,16 @@
 """Misbehaving clients for simulations and tests: fedcond's ClientApp with some partitions turned bad.
 
-``label-flip`` uploads the honest set with labels ``y -> K-1-y``; ``garbage`` uploads noise of the
+``label-flip`` uploads the honest set with labels ``y -> K-1-y`` and trains its fit replies on its
+partition with those labels; ``garbage`` uploads noise of the
 honest set's shape and labels; ``nan-weights`` replies to fit tasks with its trained weights turned
 to NaN (a diverged or hostile FedAvg client); ``crash`` raises; ``stall`` does not reply until ``release`` (a file)
 exists, or ``stall_seconds`` have passed: a client the server's timeout gives up on, whatever the
-machine's load. Label-flip and garbage alter condense replies, nan-weights fit replies; a crashing or stalling client misbehaves on every task.
+machine's load. Garbage alters condense replies, nan-weights fit replies, label-flip both; a crashing or stalling client misbehaves on every task.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -48,6 +50,12 @@ def attacked_client_app(
             raise RuntimeError("simulated client crash")
         if kind == "stall":
             _wait_for(release, stall_seconds)
+        if kind == "label-flip":
+            task = fedcond_client.client_task(msg, context)
+            if task.name == wire.FIT_TASK:  # a poisoned FedAvg client trains on the flipped labels
+                flipped = dataclasses.replace(task.data, labels=num_classes - 1 - task.data.labels)
+                content = fedcond_client.fit_reply(msg, task.settings, task.config, flipped, task.device, task.partition_id)
+                return Message(content=content, reply_to=msg)
         reply = fedcond_client.train(msg, context)
         if kind in ("label-flip", "garbage") and wire.SET_RECORD in reply.content.array_records:
             record = reply.content.array_records[wire.SET_RECORD]

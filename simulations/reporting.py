@@ -281,6 +281,9 @@ class ScenarioBenchmark:
     readme_markers: tuple[str, str]
     #: results -> extra keys written once every scenario has run
     finish: Callable[[dict[str, Any]], dict[str, Any]] = lambda results: {}
+    #: (scenario name, config) -> its key in ``results["scenarios"]`` (e.g. one per seed); a key
+    #: is the name, or the name, ``@`` and a suffix
+    key_for: Callable[[str, Config], str] = lambda name, config: name
 
     def run(self, args: argparse.Namespace, command: str) -> dict[str, Any]:
         out = Path(args.out)
@@ -302,12 +305,13 @@ class ScenarioBenchmark:
             raise FedcondError(f"unknown scenario {unknown[0]!r}; valid: {', '.join(self.scenario_names)}")
         for name in (n for n in self.scenario_names if n in wanted):
             config = self.config_for(name, args)
+            key = self.key_for(name, config)
             available, why = dataset_availability(config.dataset)
             if not available:
-                results["skipped"][name] = why
+                results["skipped"][key] = why
             else:
-                print(f"[{self.prog}] {name} ...", file=sys.stderr, flush=True)
-                results["scenarios"][name] = self.run_scenario(name, config, out / name)
+                print(f"[{self.prog}] {key} ...", file=sys.stderr, flush=True)
+                results["scenarios"][key] = self.run_scenario(name, config, out / key)
             results["checks"] = self.checks(results["scenarios"])
             atomic_write_json(out / "results.json", results)
         results["complete"] = True
@@ -385,7 +389,10 @@ class ScenarioBenchmark:
             merged["skipped"].pop(name, None)
         # Rows in the benchmark's own scenario order, whichever run measured them.
         order = {name: i for i, name in enumerate(self.scenario_names)}
-        merged["scenarios"] = dict(sorted(merged["scenarios"].items(), key=lambda item: order.get(item[0], len(order))))
+        def position(key: str) -> tuple[int, str]:
+            return order.get(key.split("@")[0], len(order)), key
+
+        merged["scenarios"] = dict(sorted(merged["scenarios"].items(), key=lambda item: position(item[0])))
         merged["command"] = "\n".join(dict.fromkeys(r.get("command", "") for r in runs))
         merged["date"] = max(r["date"] for r in runs)
         merged["quick"] = any(r.get("quick") for r in runs)

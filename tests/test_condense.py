@@ -180,3 +180,14 @@ def test_k_center_picks_the_farthest_point() -> None:
     order = k_center_order(features, 3).tolist()
     assert order[1] == 2  # farthest from the first pick
     assert len(set(order)) == 3
+
+
+def test_a_time_budget_stops_matching_and_says_so(digits, make_config) -> None:
+    unbounded = condense(digits.train, make_config(condense={"iterations": 3}))
+    assert unbounded.metadata["iterations_run"] == 3 and unbounded.metadata["time_budget_hit"] is False
+    budget = make_config(condense={"iterations": 100_000, "max_seconds": 0.3})
+    bounded = condense(digits.train, budget)
+    assert bounded.metadata["time_budget_hit"] is True and 1 <= bounded.metadata["iterations_run"] < 100_000
+    assert bounded.metadata["timings"]["condense_seconds"] < 30
+    with pytest.raises(ConfigError, match="condense.max_seconds must be null or > 0"):
+        make_config(condense={"max_seconds": 0})

@@ -451,6 +451,23 @@ def test_client_condenses_its_partition(server: ServerContext) -> None:
     assert set(synthetic.hard_labels.tolist()) <= set(part.labels.tolist())
     assert metrics["upload-bytes"] == record_bytes(reply.content) and metrics["condense-seconds"] > 0
     assert metrics["num-examples"] == len(part)
+    # Hard labels: one int64 each, in a .npy payload whose header is a few dozen bytes more.
+    assert 8 * len(synthetic) < metrics["label-bytes"] <= 8 * len(synthetic) + 256
+    assert metrics["iterations-run"] == server.config.condense.iterations and metrics["time-budget-hit"] == 0
+
+
+def test_client_uploads_its_teachers_soft_labels_within_its_time_budget(server: ServerContext) -> None:
+    server.config.condense.labels = "teacher"
+    server.config.condense.teacher.steps = 5
+    server.config.condense.iterations = 10_000
+    server.config.condense.max_seconds = 0.5
+    message = Message(RecordDict({"config": server.message_config("condense")}), dst_node_id=5, message_type="train")
+    reply = client_app.train(message, _context(0, 3))
+    metrics = reply.content.metric_records["metrics"]
+    synthetic = read_upload(reply, server.spec)
+    assert synthetic.labels.ndim == 2 and torch.allclose(synthetic.labels.sum(1), torch.ones(len(synthetic)))
+    assert 40 * len(synthetic) < metrics["label-bytes"] <= 40 * len(synthetic) + 256  # float32 distributions
+    assert metrics["time-budget-hit"] == 1 and 1 <= metrics["iterations-run"] < 10_000
 
 
 def test_private_client_reports_its_guarantee_and_the_server_records_it(digits, fast_config) -> None:
@@ -478,6 +495,27 @@ def test_client_fit_trains_the_global_model(server: ServerContext) -> None:
     start = server.initial_arrays().to_torch_state_dict()
     assert any(not torch.equal(trained[k], start[k]) for k in start)
     assert reply.content.metric_records["metrics"]["num-examples"] > 0
+
+
+def test_a_label_flipping_client_also_trains_on_flipped_labels(server: ServerContext) -> None:
+    from simulations.attacks import attacked_client_app
+
+    f = server.config.federated
+    f.partitioner, f.local_epochs, f.local_lr = "iid", 8, 0.05
+    content = RecordDict({"arrays": server.initial_arrays(), "config": server.message_config("fit", **{"server-round": 1})})
+    app = attacked_client_app({0: "label-flip"}, num_classes=10)
+    predictions = {}
+    for name, reply_of in (("flipped", app), ("honest", client_app.app)):
+        reply = reply_of(Message(content, dst_node_id=5, message_type="train"), _context(0, 3))
+        with torch.no_grad():
+            predictions[name] = server.network(reply.content.array_records["arrays"])(server.test.images).argmax(1)
+    truth = server.test.labels
+
+    def agreement(name: str, labels: torch.Tensor) -> float:
+        return float((predictions[name] == labels).float().mean())
+
+    assert agreement("honest", truth) > 0.5 and agreement("flipped", 9 - truth) > 0.5
+    assert agreement("flipped", truth) < 0.2
 
 
 def test_client_refuses_a_mismatched_node(server: ServerContext) -> None:

@@ -84,6 +84,13 @@ class MatchingRun:
     start: int = 0  # first iteration still to run
     elapsed_before: float = 0.0  # seconds spent before a resumption
     loss_trace: list[list[float]] = field(default_factory=list)
+    done: int = 0  # iterations run so far (resumed ones included)
+    time_budget_hit: bool = False  # stopped by ``condense.max_seconds`` before ``condense.iterations``
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of this run so far, a resumed run's earlier seconds included."""
+        return self.elapsed_before + time.perf_counter() - self.started
 
     @property
     def targets(self) -> torch.Tensor:
@@ -94,7 +101,7 @@ class MatchingRun:
         """What a checkpoint keeps after ``iteration`` iterations."""
         return {
             "iteration": iteration,
-            "elapsed": self.elapsed_before + time.perf_counter() - self.started,
+            "elapsed": self.elapsed,
             "loss_trace": self.loss_trace,
             "images": self.images.detach().cpu(),
             "label_logits": self.label_logits.detach().cpu() if self.label_logits is not None else None,
@@ -159,8 +166,10 @@ def resume(run: MatchingRun, store: MatchingCheckpoint | None) -> None:
 
 
 def run_loop(run: MatchingRun, store: MatchingCheckpoint | None, *, progress: bool) -> None:
-    """The iterations from ``run.start`` to ``condense.iterations``, checkpointing as configured."""
+    """The iterations from ``run.start`` to ``condense.iterations`` (or until ``condense.max_seconds``
+    have passed), checkpointing as configured."""
     c = run.config.condense
+    run.done = run.start
     trace_every = max(1, c.iterations // LOSS_TRACE_POINTS)
     device = run.images.device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -189,9 +198,12 @@ def run_loop(run: MatchingRun, store: MatchingCheckpoint | None, *, progress: bo
                     raise ConfigError(
                         f"condensation diverged at iteration {iteration} (loss {loss_value}); lower condense.lr_images"
                     )
-            done = iteration + 1
+            done = run.done = iteration + 1
             if store is not None and c.checkpoint_every and (done % c.checkpoint_every == 0 or done == c.iterations):
                 store.save(run.state(done))
+            if c.max_seconds is not None and done < c.iterations and run.elapsed >= c.max_seconds:
+                run.time_budget_hit = True
+                break
         bar.close()
 
 
@@ -211,9 +223,11 @@ def finish(run: MatchingRun) -> SyntheticSet:
         labels,
         run.data,
         run.config,
-        seconds=run.elapsed_before + time.perf_counter() - run.started,
+        seconds=run.elapsed,
         extra_timings={"pool_seconds": round(run.target.seconds, 3)},
         iterations=c.iterations,
+        iterations_run=run.done,
+        time_budget_hit=run.time_budget_hit,
         loss_trace=run.loss_trace,
         **extra,
     )

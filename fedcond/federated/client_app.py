@@ -31,9 +31,24 @@ from fedcond.seeds import derive_seed
 app = ClientApp()
 
 
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """Run the task the server asks for on this client's partition."""
+@dataclasses.dataclass(frozen=True)
+class ClientTask:
+    """What a train message asks of this node, resolved: the message's settings, the validated
+    experiment config, this node's partition and device."""
+
+    settings: ConfigRecord
+    config: Config
+    data: ImageDataset
+    device: torch.device
+    partition_id: int
+
+    @property
+    def name(self) -> object:
+        return self.settings.get(wire.TASK_KEY)
+
+
+def client_task(msg: Message, context: Context) -> ClientTask:
+    """Read ``msg`` with this node's ``context``: config, partition, device (threads limited)."""
     settings = _message_config(msg)
     config = _client_config(settings, context)
     partition_id, num_partitions = _partition_of(context)
@@ -41,14 +56,19 @@ def train(msg: Message, context: Context) -> Message:
         raise ConfigError(f"node has num-partitions={num_partitions} but the run has {config.federated.num_clients} clients")
     _limit_threads(config.federated.num_cpus)
     data = _partition(yaml.safe_dump(config.to_dict()), partition_id)
-    device = resolve_device(config.device)
-    task = settings.get(wire.TASK_KEY)
-    if task == wire.CONDENSE_TASK:
-        content = condense_reply(msg, config, data, device, partition_id)
-    elif task == wire.FIT_TASK:
-        content = fit_reply(msg, settings, config, data, device, partition_id)
+    return ClientTask(settings, config, data, resolve_device(config.device), partition_id)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Run the task the server asks for on this client's partition."""
+    task = client_task(msg, context)
+    if task.name == wire.CONDENSE_TASK:
+        content = condense_reply(msg, task.config, task.data, task.device, task.partition_id)
+    elif task.name == wire.FIT_TASK:
+        content = fit_reply(msg, task.settings, task.config, task.data, task.device, task.partition_id)
     else:
-        raise ConfigError(f"unknown task {task!r}; expected {' or '.join(repr(t) for t in wire.TASKS)}")
+        raise ConfigError(f"unknown task {task.name!r}; expected {' or '.join(repr(t) for t in wire.TASKS)}")
     return Message(content=content, reply_to=msg)
 
 
@@ -75,8 +95,12 @@ def condense_reply(
         wire.NUM_SYNTHETIC: len(synthetic),
         wire.CONDENSE_SECONDS: round(seconds, 3),
         wire.UPLOAD_BYTES: wire.array_record_bytes(record),
+        wire.LABEL_BYTES: len(record["labels"].data),
         wire.PARTITION_ID: partition_id,
     })  # fmt: skip
+    if "iterations_run" in synthetic.metadata:  # a matching run: did the time budget stop it?
+        metrics[wire.ITERATIONS_RUN] = int(synthetic.metadata["iterations_run"])
+        metrics[wire.TIME_BUDGET_HIT] = int(bool(synthetic.metadata.get("time_budget_hit")))
     privacy = synthetic.metadata.get("privacy") or {}
     if privacy.get("epsilon") is not None:  # a private release: the server records its guarantee per client
         metrics[wire.EPSILON], metrics[wire.DELTA] = float(privacy["epsilon"]), float(privacy["delta"])

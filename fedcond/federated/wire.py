@@ -9,8 +9,8 @@ A train message's content is a ``RecordDict``::
     "arrays"     ArrayRecord    the global model of a fit task (Flower's FedAvg key)
 
 A condense reply carries ``"synthetic"`` (the set, encoded here) and ``"metrics"`` (num-examples,
-num-synthetic, condense-seconds, upload-bytes, partition-id, and epsilon/delta of a private
-release); a fit reply carries ``"arrays"`` (the locally trained weights) and ``"metrics"``
+num-synthetic, condense-seconds, upload-bytes, label-bytes, partition-id, and, where they apply,
+iterations-run and time-budget-hit of a matching run, epsilon/delta of a private release); a fit reply carries ``"arrays"`` (the locally trained weights) and ``"metrics"``
 (num-examples, train-seconds, upload-bytes).
 
 A received set is untrusted: :func:`from_array_record` reads each ``.npy`` payload's header and
@@ -61,6 +61,12 @@ NUM_SYNTHETIC = "num-synthetic"
 CONDENSE_SECONDS = "condense-seconds"
 TRAIN_SECONDS = "train-seconds"
 UPLOAD_BYTES = "upload-bytes"
+#: Bytes of the labels' array as sent, inside upload-bytes (hard: an int64 per image; soft: a
+#: float32 per class per image; plus the .npy header, as Flower counts ``len(Array.data)``).
+LABEL_BYTES = "label-bytes"
+#: Iterations a matching run made, and 1 when ``condense.max_seconds`` stopped it early (else 0).
+ITERATIONS_RUN = "iterations-run"
+TIME_BUDGET_HIT = "time-budget-hit"
 PARTITION_ID = "partition-id"
 EPSILON = "epsilon"
 DELTA = "delta"
