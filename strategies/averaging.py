@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from flwr.app import ArrayRecord, Message
-from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg, Krum, MultiKrum
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg, Krum, MultiKrum, Strategy
 
 from fedcond.errors import ModelRecordError
 from fedcond.seeds import derive_seed
@@ -70,3 +71,37 @@ def correct(context: ServerContext, arrays: ArrayRecord, sets: list[SyntheticSet
     seed = derive_seed(context.config.seed, "server-correction", server_round)
     steps = context.config.federated.correction_steps
     return context.train_on(merge_synthetic_sets(sets), start=arrays, epochs=1, seed=seed, steps=steps)
+
+
+class AveragingStrategy(Strategy):
+    """A fedcond strategy whose weights rounds are Flower's ``averaging``: it checks every fit reply,
+    averages the good ones and, given synthetic sets, corrects the average on them; evaluation is
+    ``averaging``'s (off: the server tests on its own test set)."""
+
+    context: ServerContext
+    averaging: FedAvg
+
+    def average(
+        self,
+        server_round: int,
+        replies: Iterable[Message],
+        reference: ArrayRecord,
+        reject: Reject,
+        sets: list[SyntheticSet],
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Average the fit replies that pass :func:`checked_fit_replies` against ``reference`` (the
+        round's global model); with ``sets``, :func:`correct` the average (or ``reference``, when no
+        reply was left) on them."""
+        kept = checked_fit_replies(server_round, replies, reference, reject)
+        arrays, metrics = self.averaging.aggregate_train(server_round, kept)
+        if sets:
+            arrays = correct(self.context, arrays if arrays is not None else reference, sets, server_round)
+        return arrays, metrics
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        return self.averaging.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        return self.averaging.aggregate_evaluate(server_round, replies)

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, FedProx, Strategy
+from flwr.serverapp.strategy import FedAvg, FedProx
 
 from fedcond.federated import wire
-from strategies.averaging import averaging_strategy, checked_fit_replies, correct, sampling
+from strategies.averaging import AveragingStrategy, averaging_strategy, sampling
 from strategies.context import ServerContext
 from strategies.fedcondense import FedCondense
 from strategies.registry import Plan, register_strategy
@@ -40,7 +40,7 @@ def build_fedprox(context: ServerContext) -> Plan:
     return Plan(strategy, f.rounds, context.message_config(wire.FIT_TASK))
 
 
-class CondensedWarmStart(Strategy):
+class CondensedWarmStart(AveragingStrategy):
     """Round 1 is one-shot FedCondense (the global model trained on the clients' synthetic sets);
     rounds 2.. average the clients' locally trained weights from that model.
 
@@ -102,19 +102,8 @@ class CondensedWarmStart(Strategy):
             return self.warm.aggregate_train(server_round, replies)
         if self._global is None:
             raise RuntimeError("aggregate_train before configure_train: the round's global model is unknown")
-        kept = checked_fit_replies(server_round, replies, self._global, self.warm.reject)
-        arrays, metrics = self.averaging.aggregate_train(server_round, kept)
-        if self.correction and self.warm.sets:
-            arrays = correct(self.context, arrays if arrays is not None else self._global, self.warm.sets, server_round)
-        return arrays, metrics
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.averaging.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return self.averaging.aggregate_evaluate(server_round, replies)
+        sets = self.warm.sets if self.correction else []
+        return self.average(server_round, replies, self._global, self.warm.reject, sets)
 
 
 @register_strategy("hybrid")

@@ -17,18 +17,18 @@ from collections.abc import Iterable
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.common.logger import log
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.serverapp.strategy import FedAvg
 
 from fedcond.federated import wire
 from fedcond.synthetic import SyntheticSet
-from strategies.averaging import averaging_strategy, checked_fit_replies, correct
+from strategies.averaging import AveragingStrategy, averaging_strategy
 from strategies.context import ServerContext
 from strategies.fedcondense import FedCondense
 from strategies.registry import Plan, register_strategy
 from strategies.uploads import UploadLog, reply_partition
 
 
-class CorrectedFedAvg(Strategy):
+class CorrectedFedAvg(AveragingStrategy):
     """Average, then correct the average on the clients' synthetic sets.
 
     Parameters
@@ -104,19 +104,7 @@ class CorrectedFedAvg(Strategy):
                 self._sets = accepted
             else:
                 log(logging.WARNING, "round %d: no acceptable synthetic set; correcting with the previous ones", server_round)
-        kept = checked_fit_replies(server_round, fits, self._global, self.collector.reject)
-        arrays, metrics = self.averaging.aggregate_train(server_round, kept)
-        if self._sets:
-            arrays = correct(self.context, arrays if arrays is not None else self._global, self._sets, server_round)
-        return arrays, metrics
-
-    def configure_evaluate(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
-    ) -> Iterable[Message]:
-        return self.averaging.configure_evaluate(server_round, arrays, config, grid)
-
-    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        return self.averaging.aggregate_evaluate(server_round, replies)
+        return self.average(server_round, fits, self._global, self.collector.reject, self._sets)
 
 
 @register_strategy("fedavg-corrected")
