@@ -75,7 +75,7 @@ class FedCondense(Strategy):
     def summary(self) -> None:
         f = self.context.config.federated
         log(logging.INFO, "\t├── send global model: %s (random mix %.2f)", self.send_model, f.random_mix)
-        log(logging.INFO, "\t├── defence: %s (ratio %.2f)", f.defence, f.defence_ratio)
+        log(logging.INFO, "\t├── defence: %s (ratio %.2f, at most %d folds)", f.defence, f.defence_ratio, f.defence_folds)
         log(logging.INFO, "\t└── max images per class: %d", self.context.spec.max_per_class)
 
     def configure_train(
@@ -128,7 +128,8 @@ class FedCondense(Strategy):
         scores = None
         if self.context.config.federated.defence and sets:
             seed = derive_seed(self.context.config.seed, "defence", server_round, bits=32)
-            screening = screen(sets, self.context.config.federated.defence_ratio, seed=seed)
+            f = self.context.config.federated
+            screening = screen(sets, f.defence_ratio, seed=seed, folds=f.defence_folds)
             scores = screening.scores
             for i in screening.dropped:
                 self.reject(server_round, *senders[i],

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 import pytest
 import torch
+import yaml
 from flwr.app import ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -68,11 +69,39 @@ def test_partition_errors_name_the_problem(digits) -> None:
         partition_indices(digits.train.labels[:3], FederatedConfig(num_clients=5), 0)
 
 
+def test_a_node_splits_the_training_set_once_for_all_the_clients_it_serves(monkeypatch) -> None:
+    calls = []
+    real = client_app.partition_indices
+
+    def counting(labels: torch.Tensor, cfg: FederatedConfig, seed: int) -> list[torch.Tensor]:
+        calls.append(cfg.num_clients)
+        return real(labels, cfg, seed)
+
+    monkeypatch.setattr(client_app, "partition_indices", counting)
+    client_app._split.cache_clear()
+    client_app._partition.cache_clear()
+    config = Config.from_dict({"dataset": {"name": "digits"}, "federated": {"num_clients": 6}})
+    config_yaml = yaml.safe_dump(config.to_dict())
+    try:
+        parts = [client_app._partition(config_yaml, pid) for pid in range(6)]
+        assert calls == [6]  # six clients, one split
+        assert sum(len(p) for p in parts) == len(load_dataset(config.dataset).train)
+        with pytest.raises(DataError, match="partition-id 6"):
+            client_app._partition(config_yaml, 6)
+    finally:
+        client_app._split.cache_clear()
+        client_app._partition.cache_clear()
+    with pytest.raises(DataError, match="5 index lists for 6 clients"):
+        client_partition(parts[0], FederatedConfig(num_clients=6), 0, 0, indices=[torch.zeros(0, dtype=torch.int64)] * 5)
+
+
 def test_config_checks_federated_keys() -> None:
     with pytest.raises(ConfigError, match="unknown strategy 'fedsgd'"):
         Config.from_dict({"federated": {"strategies": ["fedsgd"]}})
     with pytest.raises(ConfigError, match="federated.partitioner"):
         Config.from_dict({"federated": {"partitioner": "zipf"}})
+    with pytest.raises(ConfigError, match="defence_folds must be >= 2"):
+        Config.from_dict({"federated": {"defence_folds": 1}})
     with pytest.raises(ConfigError, match="federated.alpha"):
         Config.from_dict({"federated": {"alpha": 0}})
     assert Config.load("configs/federated-digits.yaml").federated.strategies == ["fedcondense", "fedavg"]
@@ -127,8 +156,10 @@ def test_bad_uploads_are_rejected_with_the_reason(arrays: dict[str, np.ndarray],
 
 
 # ---------------------------------------------------------------------------------- defence
-def _client_sets(digits, flip: Iterable[int] = (), garbage: Iterable[int] = ()) -> list[SyntheticSet]:
-    parts = partition_indices(digits.train.labels, FederatedConfig(num_clients=6, partitioner="iid"), seed=0)
+def _client_sets(
+    digits, flip: Iterable[int] = (), garbage: Iterable[int] = (), clients: int = 6
+) -> list[SyntheticSet]:
+    parts = partition_indices(digits.train.labels, FederatedConfig(num_clients=clients, partitioner="iid"), seed=0)
     sets = []
     for i, part in enumerate(parts):
         data = digits.train.subset(part[:60])
@@ -150,6 +181,24 @@ def test_defence_drops_label_flipped_and_garbage_sets(digits) -> None:
 
 def test_defence_needs_a_majority_to_compare_with(digits) -> None:
     assert screen(_client_sets(digits, flip=[1])[:2], 0.5).dropped == []
+
+
+def test_defence_scores_many_sets_in_folds_with_one_classifier_per_fold(digits, monkeypatch) -> None:
+    import strategies.defence as defence
+
+    fits = []
+    real_fit = defence.LogisticRegression.fit
+    monkeypatch.setattr(defence.LogisticRegression, "fit", lambda self, x, y: fits.append(len(y)) or real_fit(self, x, y))
+    sets = _client_sets(digits, flip=[3, 17], garbage=[25], clients=30)
+    screening = screen(sets, 0.5, folds=5)
+    assert len(fits) == 5  # not 30
+    assert sorted(screening.dropped) == [3, 17, 25]
+    assert all(s is not None for s in screening.scores)
+    # Up to `folds` sets, every set is its own fold: leave-one-out, as before.
+    few = _client_sets(digits, flip=[1])
+    assert screen(few, 0.5, folds=6).scores == screen(few, 0.5, folds=50).scores
+    with pytest.raises(ValueError, match="folds"):
+        screen(few, 0.5, folds=1)
 
 
 # ---------------------------------------------------------------------------------- metering

@@ -25,7 +25,7 @@ from fedcond.device import resolve_device
 from fedcond.errors import ConfigError
 from fedcond.evaluation import fit, fresh_network
 from fedcond.federated import wire
-from fedcond.federated.partition import client_partition
+from fedcond.federated.partition import client_partition, partition_indices
 from fedcond.seeds import derive_seed
 
 app = ClientApp()
@@ -176,8 +176,17 @@ def _limit_threads(num_cpus: float) -> None:
 def _partition(config_yaml: str, partition_id: int) -> ImageDataset:
     """This client's partition; cached, since a simulated node process serves many rounds."""
     config = Config.from_dict(yaml.safe_load(config_yaml))
+    train, indices = _split(config_yaml)
+    return client_partition(train, config.federated, config.seed, partition_id, indices)
+
+
+@functools.lru_cache(maxsize=2)
+def _split(config_yaml: str) -> tuple[ImageDataset, list[torch.Tensor]]:
+    """The training split and every client's indices, computed once per node process: a simulated
+    node serves many clients, and splitting among 1,000 of them costs seconds each time."""
+    config = Config.from_dict(yaml.safe_load(config_yaml))
     train = _train_split(yaml.safe_dump(dataclasses.asdict(config.dataset)))
-    return client_partition(train, config.federated, config.seed, partition_id)
+    return train, partition_indices(train.labels, config.federated, config.seed)
 
 
 @functools.lru_cache(maxsize=2)

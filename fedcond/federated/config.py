@@ -75,6 +75,8 @@ class FederatedConfig:
     defence: bool = True
     #: A set is dropped when its agreement is below this fraction of the median agreement.
     defence_ratio: float = 0.5
+    #: Most classifiers the defence fits: beyond this many sets, sets are scored in this many folds.
+    defence_folds: int = 10
     #: Resources of each simulated client (Flower's ``client_resources``).
     num_cpus: float = 1.0
     num_gpus: float = 0.0
@@ -109,5 +111,6 @@ class FederatedConfig:
         check(self.correction_refresh >= 0, "federated.correction_refresh must be >= 0 (0: sets uploaded once, in round 1)")
         check(self.max_per_class is None or self.max_per_class >= 1, "federated.max_per_class must be null or >= 1")
         check(0 < self.defence_ratio < 1, "federated.defence_ratio must be in (0, 1)")
+        check(self.defence_folds >= 2, "federated.defence_folds must be >= 2")
         check(self.num_cpus > 0 and self.num_gpus >= 0, "federated.num_cpus must be > 0 and num_gpus >= 0")
         check(self.timeout > 0, "federated.timeout must be > 0")
