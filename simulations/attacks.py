@@ -67,7 +67,8 @@ def attacked_client_app(
             weights = reply.content.array_records[wire.ARRAYS_RECORD]
             nan = ArrayRecord({k: Array(np.full_like(a.numpy(), np.nan) if a.numpy().dtype.kind == "f" else a.numpy())
                                for k, a in weights.items()})  # fmt: skip
-            content = RecordDict({wire.ARRAYS_RECORD: nan, wire.METRICS_RECORD: reply.content.metric_records[wire.METRICS_RECORD]})
+            content = RecordDict({wire.ARRAYS_RECORD: nan, wire.METRICS_RECORD: reply.content.metric_records[wire.METRICS_RECORD],
+                                  **reply.content.config_records})  # fmt: skip
             return Message(content=content, reply_to=msg)
         return reply
 

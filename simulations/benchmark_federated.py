@@ -195,7 +195,7 @@ def summarise(
             "accuracy_per_round": [r["accuracy"] for r in run["rounds"]],
             "total_upload_bytes": run["total_upload_bytes"],
             "total_download_bytes": run["total_download_bytes"],
-            "rejected_partitions": sorted(r["partition_id"] for r in run["rejected_clients"] if r["partition_id"] is not None),
+            "rejected_partitions": sorted({r["partition_id"] for r in run["rejected_clients"] if r["partition_id"] is not None}),
             "rejected_replies": len(run["rejected_clients"]),
             "failed_clients": len(run["failed_clients"]),
             "seconds": run["seconds"],

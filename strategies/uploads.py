@@ -95,7 +95,11 @@ def reply_metrics(reply: Message) -> dict[str, int | float]:
 
 
 def reply_partition(reply: Message) -> int | None:
-    """The partition id a client reports in its metrics (None when absent or not an integer)."""
-    metrics = reply.content.metric_records.get(wire.METRICS_RECORD)
-    value = None if metrics is None else metrics.get(wire.PARTITION_ID)
-    return value if isinstance(value, int) else None
+    """The partition id a client reports: in the metrics of a condense reply, in the ``"client"``
+    ConfigRecord of a fit reply (None when absent or not an integer; it is only for the record)."""
+    for record in (reply.content.metric_records.get(wire.METRICS_RECORD),
+                   reply.content.config_records.get(wire.CLIENT_RECORD)):  # fmt: skip
+        value = None if record is None else record.get(wire.PARTITION_ID)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None

@@ -300,7 +300,8 @@ def test_hybrid_condenses_first_then_averages(server: ServerContext) -> None:
 def _fit_reply(arrays: ArrayRecord, node: int, **metrics: object) -> Message:
     sent = Message(content=RecordDict({"config": ConfigRecord({"server-round": 2})}), dst_node_id=node, message_type="train")
     values = {"num-examples": 50, "train-seconds": 0.5, "upload-bytes": 1000} | metrics
-    return Message(RecordDict({"arrays": arrays, "metrics": MetricRecord(values)}), reply_to=sent)
+    client = ConfigRecord({"partition-id": node + 100})
+    return Message(RecordDict({"arrays": arrays, "metrics": MetricRecord(values), "client": client}), reply_to=sent)
 
 
 def _shifted(arrays: ArrayRecord, by: float, poison: str | None = None) -> ArrayRecord:
@@ -335,6 +336,7 @@ def test_hybrid_rejects_bad_weights_and_averages_the_rest(server: ServerContext)
     arrays, _ = plan.strategy.aggregate_train(2, replies)
     reasons = {r["node_id"]: r["reason"] for r in plan.strategy.rejected}
     assert sorted(reasons) == [3, 4, 5, 6, 7, 8] and all(r["round"] == 2 for r in plan.strategy.rejected)
+    assert sorted(r["partition_id"] for r in plan.strategy.rejected) == [103, 104, 105, 106, 107, 108]
     assert "not finite" in reasons[3] and "shape" in reasons[4] and "missing" in reasons[5]
     assert "float64" in reasons[6] and "num-examples" in reasons[7] and "exactly" in reasons[8]
     averaged = arrays.to_torch_state_dict()

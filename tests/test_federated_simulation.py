@@ -74,11 +74,13 @@ def test_averaging_strategies_reject_a_client_that_replies_with_nan_weights(tmp_
     assert hybrid["rounds"][1]["accuracy"] > 50, hybrid["failed_clients"]
     assert [r["round"] for r in hybrid["rejected_clients"]] == [2]
     assert "not finite" in hybrid["rejected_clients"][0]["reason"]
+    assert hybrid["rejected_clients"][0]["partition_id"] == 3  # fit replies name their partition
     # fedavg-corrected: weights every round, sets beside them in round 1 (two messages per client).
     corrected = results["strategies"]["fedavg-corrected"]
     assert corrected["failed_clients"] == [] and all(r["accuracy"] > 50 for r in corrected["rounds"]), corrected
     assert [r["round"] for r in corrected["rejected_clients"]] == [1, 2]
     assert all("not finite" in r["reason"] for r in corrected["rejected_clients"])
+    assert [r["partition_id"] for r in corrected["rejected_clients"]] == [3, 3]
     assert corrected["condense_rounds"]["1"]["accepted"] == 4 and list(corrected["condense_rounds"]) == ["1"]
     model_bytes = corrected["rounds"][1]["download_bytes"] // 4
     first, second = corrected["rounds"]

@@ -135,7 +135,8 @@ def fit_reply(
         wire.TRAIN_SECONDS: round(time.perf_counter() - started, 3),
         wire.UPLOAD_BYTES: wire.array_record_bytes(arrays),
     })  # fmt: skip
-    return RecordDict({wire.ARRAYS_RECORD: arrays, wire.METRICS_RECORD: metrics})
+    client = ConfigRecord({wire.PARTITION_ID: partition_id})
+    return RecordDict({wire.ARRAYS_RECORD: arrays, wire.METRICS_RECORD: metrics, wire.CLIENT_RECORD: client})
 
 
 def _message_config(msg: Message) -> ConfigRecord:

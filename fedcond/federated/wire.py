@@ -10,8 +10,8 @@ A train message's content is a ``RecordDict``::
 
 A condense reply carries ``"synthetic"`` (the set, encoded here) and ``"metrics"`` (num-examples,
 num-synthetic, condense-seconds, upload-bytes, label-bytes, partition-id, and, where they apply,
-iterations-run and time-budget-hit of a matching run, epsilon/delta of a private release); a fit reply carries ``"arrays"`` (the locally trained weights) and ``"metrics"``
-(num-examples, train-seconds, upload-bytes).
+iterations-run and time-budget-hit of a matching run, epsilon/delta of a private release); a fit reply carries ``"arrays"`` (the locally trained weights), ``"metrics"``
+(num-examples, train-seconds, upload-bytes) and ``"client"`` (a ConfigRecord: partition-id).
 
 A received set is untrusted: :func:`from_array_record` reads each ``.npy`` payload's header and
 checks dtype, shape and size before allocating anything, then validates the set. Received model
@@ -42,6 +42,9 @@ ARRAYS_RECORD = "arrays"
 SET_RECORD = "synthetic"
 #: The MetricRecord of every reply.
 METRICS_RECORD = "metrics"
+#: The ConfigRecord of a fit reply naming the client (partition-id): not a metric, so Flower's
+#: aggregators do not average it into the round's train metrics.
+CLIENT_RECORD = "client"
 
 # ---------------------------------------------------------------------- keys of the config record
 TASK_KEY = "task"
