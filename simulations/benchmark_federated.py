@@ -12,7 +12,8 @@ named otherwise):
   local training), alpha 0.5, one-shot and corrected, the set defence on and off;
 * ``noise-client``: one client uploads noise in place of its set (alpha 0.5, defence on);
 * ``clients-100``: 100 simulated clients on digits; ``clients-1000``: 1000 on Fashion-MNIST
-  (alpha 0.5, ipc 1, a lighter recipe, no defence): wall time and the peak memory of all processes.
+  (alpha 0.5, ipc 1, a lighter recipe, the defence scoring the 1000 sets in
+  ``federated.defence_folds`` folds): wall time and the peak memory of all processes.
 
 ``--set seed=S`` draws other partitions (and networks): a scenario run under seed S > 0 is recorded
 as ``NAME@seedS``, so runs of several seeds merge (``--from-results``) and the checks average them.
