@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -102,6 +103,9 @@ def test_config_checks_federated_keys() -> None:
         Config.from_dict({"federated": {"partitioner": "zipf"}})
     with pytest.raises(ConfigError, match="defence_folds must be >= 2"):
         Config.from_dict({"federated": {"defence_folds": 1}})
+    with pytest.raises(ConfigError, match="max_in_flight must be null or >= 1"):
+        Config.from_dict({"federated": {"max_in_flight": 0}})
+    assert Config.from_dict({"federated": {"max_in_flight": None}}).federated.max_in_flight is None
     with pytest.raises(ConfigError, match="federated.alpha"):
         Config.from_dict({"federated": {"alpha": 0}})
     assert Config.load("configs/federated-digits.yaml").federated.strategies == ["fedcondense", "fedavg"]
@@ -231,6 +235,63 @@ def test_metered_grid_counts_bytes_and_failures() -> None:
     assert 400 <= traffic.upload_bytes < 600
     reasons = {item["node_id"]: item["reason"] for item in traffic.failed}
     assert reasons[2] == "error: client raised" and "no reply within 5" in reasons[3] and 1 not in reasons
+
+
+class WindowedFakeGrid(FakeGrid):
+    """A grid spoken to through push/pull: a pushed message is answered at the next pull (node 2 with
+    an error, node 3 never); records who was asked and the most messages out at once."""
+
+    def __init__(self, nodes: int) -> None:
+        self.nodes, self.out, self.most_out, self.pushed = list(range(1, nodes + 1)), {}, 0, []
+
+    def get_node_ids(self) -> list[int]:
+        return self.nodes
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for m in messages:
+            m.metadata.__dict__["_message_id"] = f"m{len(self.pushed)}"  # as Flower's grids set it
+            self.pushed.append(m.metadata.dst_node_id)
+            self.out[m.metadata.message_id] = m
+            ids.append(m.metadata.message_id)
+        self.most_out = max(self.most_out, len(self.out))
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        replies = []
+        for m in [self.out[i] for i in message_ids if i in self.out]:
+            node = m.metadata.dst_node_id
+            if node == 3:
+                continue
+            content = Error(code=0, reason="client raised") if node == 2 else RecordDict()
+            replies.append(Message(content, reply_to=m))
+            del self.out[m.metadata.message_id]
+        return replies
+
+
+def test_metered_grid_window_asks_everyone_with_at_most_max_in_flight_out() -> None:
+    fake = WindowedFakeGrid(nodes=12)
+    grid = MeteredGrid(fake, max_in_flight=4)
+    payload = RecordDict({"config": ConfigRecord({"server-round": 2})})
+    messages = [Message(content=payload, dst_node_id=n, message_type="train") for n in fake.nodes]
+    replies = grid.send_and_receive(messages, timeout=0.5)
+    assert sorted(fake.pushed) == fake.nodes and fake.most_out == 4
+    assert sorted(r.metadata.src_node_id for r in replies) == [n for n in fake.nodes if n != 3]
+    reasons = {item["node_id"]: item["reason"] for item in grid.traffic(2).failed}
+    assert reasons == {2: "error: client raised", 3: "no reply within 0.5 s"}
+
+
+def test_metered_grid_window_stops_at_the_timeout_and_counts_the_unsent_as_failed() -> None:
+    fake = WindowedFakeGrid(nodes=5)
+    grid = MeteredGrid(fake, max_in_flight=1)  # node 3 never answers and holds the only slot
+    payload = RecordDict({"config": ConfigRecord({"server-round": 1})})
+    messages = [Message(content=payload, dst_node_id=n, message_type="train") for n in fake.nodes]
+    started = time.monotonic()
+    grid.send_and_receive(messages, timeout=0.3)
+    assert time.monotonic() - started < 2 and fake.pushed == [1, 2, 3]
+    assert sorted(item["node_id"] for item in grid.traffic(1).failed) == [2, 3, 4, 5]
+    with pytest.raises(ValueError, match="max_in_flight"):
+        MeteredGrid(fake, max_in_flight=0)
 
 
 # ---------------------------------------------------------------------------------- strategies

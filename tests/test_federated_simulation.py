@@ -22,8 +22,9 @@ TINY = [
 ]  # fmt: skip
 
 
-#: Honest clients (Ray start-up included) answer in ~10 s alone, ~25 s on a loaded machine.
-TIMEOUT = 60.0
+#: Honest clients (Ray start-up included) answer in ~10 s alone, ~25 s on a loaded machine; at 60 s the
+#: faulty-clients test failed once beside a 2-thread benchmark on a fresh venv, hence the margin.
+TIMEOUT = 90.0
 
 
 def test_faulty_and_poisoned_clients_do_not_stop_the_round(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,7 +60,7 @@ def run_federation(grid: Grid, config: Config, out: Path, *, run_id: str | None 
     for name in f.strategies:
         plan = STRATEGIES.get(name)(context)
         print(f"[fedcond] {name}: {f.num_clients} clients ...", file=sys.stderr, flush=True)
-        metered = MeteredGrid(grid)
+        metered = MeteredGrid(grid, f.max_in_flight)
         accuracies: dict[int, float] = {}
 
         def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
