@@ -65,9 +65,10 @@ def test_averaging_strategies_reject_a_client_that_replies_with_nan_weights(tmp_
     # Reported: one of 4 clients replying with NaN weights took the hybrid from 95.8 % to 10.0 %.
     config = Config.load(
         "configs/federated-digits.yaml",
-        # No client stalls here: the timeout only has to outlast a loaded machine.
+        # No client stalls here: the timeout only has to outlast a loaded machine. max_in_flight 2 of 4:
+        # every exchange goes through MeteredGrid's window on Flower's real grid.
         [*TINY, "federated.num_clients=4", "federated.strategies=hybrid,fedavg-corrected", "federated.rounds=2",
-         "federated.correction_steps=10", "federated.timeout=600"],
+         "federated.correction_steps=10", "federated.timeout=600", "federated.max_in_flight=2"],
     )  # fmt: skip
     results = simulate(config, tmp_path, client_app=attacked_client_app({3: "nan-weights"}, num_classes=10))
     assert results["complete"]
