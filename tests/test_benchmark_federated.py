@@ -61,6 +61,21 @@ def test_checks_follow_the_measurements() -> None:
     assert checks(on_digits) == {}
 
 
+def test_teacher_labels_are_compared_with_the_hard_one_shot_and_fedavg() -> None:
+    scenarios = _results()["scenarios"]
+    assert "teacher_labels_alpha_0.1" not in checks(scenarios)  # not measured: no check
+    scenarios["dirichlet-0.1-teacher"] = _scenario(fedcondense=_strategy(72.5, 1_400))
+    got = checks(scenarios)["teacher_labels_alpha_0.1"]
+    assert got == {"seeds": [0], "teacher": 72.5, "hard": 70.0, "fedavg": 60.0, "gain_points": 2.5,
+                   "extra_upload_bytes": 400.0, "upload_ratio": 0.014, "met": True}  # fmt: skip
+    scenarios["dirichlet-0.1-teacher"]["strategies"]["fedcondense"]["final_accuracy"] = 59.0
+    assert checks(scenarios)["teacher_labels_alpha_0.1"]["met"] is False
+    by_name = {s.name: s for s in SCENARIOS}
+    config = scenario_config(by_name["dirichlet-0.1-teacher"], False, "configs/federated-fashion-mnist.yaml")
+    assert config.condense.label_source == "teacher" and config.evaluation.loss == "kd"
+    assert config.federated.strategies == ["fedcondense"] and config.federated.alpha == 0.1
+
+
 def test_from_results_updates_only_the_readme_block(tmp_path: Path, capsys) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps(_results()))
