@@ -27,6 +27,14 @@ def test_checks_follow_the_measurements() -> None:
     gdumb = checks(scenarios)["condensed_gdumb_vs_herding_mem100"]
     assert gdumb["condensed-gdumb"] == 71.5 and gdumb["gain_points"] == 5.5 and gdumb["met"]
     assert checks({}) == {} and checks({"digits-mem100": scenarios["fashion-mnist-mem100"]}) == {}
+    # Condensed replay against the best of Avalanche's DER and ER-ACE at the same memory.
+    methods.update({"der": _method(72.0), "er-ace": _method(69.0)})
+    strong = checks(scenarios)["condensed_vs_best_avalanche_mem100"]
+    assert strong["best"] == "der" and strong["gain_points"] == -2.0 and not strong["met"]
+    assert strong["baselines"] == {"der": 72.0, "er-ace": 69.0}
+    methods["der"] = _method(68.0)
+    assert checks(scenarios)["condensed_vs_best_avalanche_mem100"] | {"baselines": None} == {
+        "condensed": 70.0, "baselines": None, "best": "er-ace", "gain_points": 1.0, "met": True}
 
 
 def test_quick_run_writes_results_and_the_readme_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -418,3 +418,58 @@ def test_retraining_methods_follow_the_protocols_schedule(scenario: Any, name: s
     # Four epochs per experience, lr x0.1 at half-way, restarted at the next experience.
     assert lrs == pytest.approx([0.01, 0.01, 0.001, 0.001] * 2)
     assert any(isinstance(p, LRSchedulerPlugin) for p in strategy.plugins) and len(memory.buffer) == 100 // 4 * 4
+
+
+class TrainedOnSpy(SupervisedPlugin):
+    """Records the labels and images of everything each training step forwarded, memory included:
+    DER joins its memory batch to the minibatch after ``before_forward``; ER-ACE forwards it apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels: list[torch.Tensor] = []
+        self.memory_images: list[torch.Tensor] = []
+        self.stored: torch.Tensor | None = None  # the memory's images while the last experience trained
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        self.labels.append(torch.empty(0, dtype=torch.int64))
+
+    def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        buffer = strategy.storage_policy.buffer
+        self.stored = torch.stack([buffer[i][0] for i in range(len(buffer))]) if len(buffer) else None
+
+    def after_forward(self, strategy: Any, **kwargs: Any) -> None:
+        labels = [strategy.mb_y.cpu()]
+        if getattr(strategy, "replay_loader", None) is not None and hasattr(strategy, "mb_buffer_y"):
+            labels.append(strategy.mb_buffer_y.cpu())
+            self.memory_images.append(strategy.mb_buffer_x.cpu())
+        elif getattr(strategy, "replay_loader", None) is not None:
+            self.memory_images.append(strategy.mb_x[: strategy.batch_size_mem].cpu())
+        self.labels[-1] = torch.cat([self.labels[-1], *labels])
+
+
+@pytest.mark.parametrize("name", ["der", "er-ace"])
+def test_avalanche_der_and_er_ace_replay_a_memory_smaller_than_the_memory_batch(scenario: Any, name: str) -> None:
+    from avalanche.training.supervised import DER, ER_ACE
+
+    from fedcond.continual.methods import CONTINUAL_METHODS, MethodSettings
+    from fedcond.continual.plugins import DSAPlugin
+
+    # Avalanche's own loaders replay only a full batch_size_mem: 20 < 32 would never replay.
+    config = continual_config(mem_size=20, batch_size_mem=32, train_mb_size=16, train_epochs=1)
+    strategy, memory = CONTINUAL_METHODS.get(name)(model_for(scenario), MethodSettings(config, torch.device("cpu"), None))
+    assert isinstance(strategy, DER if name == "der" else ER_ACE)
+    spy = TrainedOnSpy()
+    strategy.plugins += [DSAPlugin("flip", seed=0), spy]
+    streams = scenario.scenario.train_stream
+    for exp in streams[:2]:
+        strategy.train(exp)
+    first = set(streams[0].classes_in_this_experience)
+    assert len(memory.buffer) == 20
+    assert not set(spy.labels[0].tolist()) - first  # nothing to replay in the first experience
+    # The second experience trains on memory samples of the first experience's classes...
+    assert set(spy.labels[1].tolist()) & first
+    # ...augmented by the DSA plugin like every other batch: some memory images are mirrored.
+    stored = spy.stored.flatten(1)
+    seen = torch.cat(spy.memory_images).flatten(1)
+    as_stored = torch.isclose(seen[:, None], stored[None]).all(-1).any(1)
+    assert len(seen) > 0 and not bool(as_stored.all())

@@ -22,7 +22,8 @@ class ContinualConfig:
     """``fedcond continual``: the class-incremental benchmark, the methods compared and their budgets."""
 
     #: Methods run on the same benchmark, each from the same initial model: condensed,
-    #: condensed-gdumb, replay, class-balanced, herding, gdumb, naive.
+    #: condensed-gdumb, replay, class-balanced, herding, gdumb, naive, and Avalanche's der and er-ace
+    #: (its BiC does not run on 0.6's own benchmarks with torch 2.14: see docs/continual.md).
     methods: list[str] = field(
         default_factory=lambda: ["condensed", "condensed-gdumb", "replay", "class-balanced", "herding", "gdumb"]
     )
@@ -59,6 +60,10 @@ class ContinualConfig:
     features: str = "random"
     shrink: str = "recondense"
     random_fraction: float = 0.5
+    #: Avalanche's DER (DER++): weight of the logit-matching MSE and of the memory's cross-entropy
+    #: (Avalanche's defaults; DER++ used 0.1-0.5 for both).
+    der_alpha: float = 0.1
+    der_beta: float = 0.5
 
     def validate(self, config: Config) -> None:
         """Check the section; method names are looked up in the continual-method registry."""
@@ -86,3 +91,4 @@ class ContinualConfig:
         check_choice("continual.features", self.features, FEATURE_SOURCES)
         check_choice("continual.shrink", self.shrink, SHRINK_MODES)
         check(0 <= self.random_fraction <= 1, "continual.random_fraction must be in [0, 1]")
+        check(self.der_alpha >= 0 and self.der_beta >= 0, "continual.der_alpha and der_beta must be >= 0")

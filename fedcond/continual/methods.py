@@ -83,6 +83,16 @@ class MethodSettings:
             storage_policy=storage_policy,
         )
 
+    def memory_batch(self) -> int:
+        """Memory samples per minibatch for Avalanche's DER and ER-ACE.
+
+        Both replay only once the buffer holds a whole ``batch_size_mem`` (their loaders drop the
+        last batch), so a memory smaller than ``continual.batch_size_mem`` would never be replayed;
+        ``ReplayPlugin`` gives at most the whole memory per step, and so do these.
+        """
+        k = self.config.continual
+        return min(k.batch_size_mem, k.mem_size)
+
     def condensed_kwargs(self) -> dict[str, Any]:
         k = self.config.continual
         return {"features": k.features, "shrink": k.shrink, "random_fraction": k.random_fraction, "device": self.device}
@@ -168,3 +178,26 @@ def build_condensed_gdumb(model: nn.Module, s: MethodSettings) -> tuple[Supervis
 
     plugin = CondensedGDumbPlugin(mem_size=s.config.continual.mem_size, config=s.config, **s.condensed_kwargs())
     return Naive(**s.common(model, plugins=[plugin], retrain=True)), plugin.storage_policy
+
+
+@register_continual_method("der")
+def build_der(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
+    """Avalanche's DER (DER++): a class-balanced random memory stored with the model's logits, replayed
+    with cross-entropy on its labels (``continual.der_beta``) and a logit-matching MSE (``der_alpha``)."""
+    from avalanche.training.supervised import DER
+
+    k = s.config.continual
+    strategy = DER(**s.common(model), mem_size=k.mem_size, batch_size_mem=s.memory_batch(), alpha=k.der_alpha, beta=k.der_beta)
+    return strategy, strategy.storage_policy
+
+
+@register_continual_method("er-ace")
+def build_er_ace(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
+    """Avalanche's ER-ACE: a class-balanced random memory, new data trained with the asymmetric
+    cross-entropy (logits of the classes in the batch only) so old classes are not pushed down."""
+    from avalanche.training.supervised import ER_ACE
+
+    k = s.config.continual
+    strategy = ER_ACE(**s.common(model), mem_size=k.mem_size, batch_size_mem=s.memory_batch())
+    return strategy, strategy.storage_policy
+

@@ -140,6 +140,9 @@ class CondensedGDumbPlugin(SupervisedPlugin):
 class DSAPlugin(SupervisedPlugin):
     """Augments each training minibatch (new data and memory alike) with DSA before the forward pass.
 
+    Memory batches that Avalanche's DER and ER-ACE draw from their own ``replay_loader`` are
+    augmented too.
+
     Parameters
     ----------
     strategy
@@ -159,3 +162,28 @@ class DSAPlugin(SupervisedPlugin):
     def before_forward(self, strategy: SupervisedTemplate, **kwargs: Any) -> None:
         if strategy.is_training:
             strategy.mbatch[0] = dsa(strategy.mbatch[0], self.strategy, generator=self.generator, mode=self.mode)
+
+    def before_training_epoch(self, strategy: SupervisedTemplate, **kwargs: Any) -> None:
+        # Avalanche's DER and ER-ACE draw their memory batch from their own ``replay_loader`` after
+        # (DER) or beside (ER-ACE) the minibatch the hook above sees: augment it where it is drawn,
+        # so their memory samples are augmented as every other method's are.
+        loader = getattr(strategy, "replay_loader", None)
+        if loader is not None and not isinstance(loader, _AugmentedBatches):
+            strategy.replay_loader = _AugmentedBatches(loader, self._augment)
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        return dsa(images, self.strategy, generator=self.generator, mode=self.mode)
+
+
+class _AugmentedBatches:
+    """An endless batch iterator whose batches' first element (the images) goes through ``augment``."""
+
+    def __init__(self, batches: Any, augment: Any) -> None:
+        self.batches, self.augment = batches, augment
+
+    def __iter__(self) -> _AugmentedBatches:
+        return self
+
+    def __next__(self) -> Any:
+        images, *rest = next(self.batches)
+        return [self.augment(images), *rest]
