@@ -473,3 +473,129 @@ def test_avalanche_der_and_er_ace_replay_a_memory_smaller_than_the_memory_batch(
     seen = torch.cat(spy.memory_images).flatten(1)
     as_stored = torch.isclose(seen[:, None], stored[None]).all(-1).any(1)
     assert len(seen) > 0 and not bool(as_stored.all())
+
+
+# ---------------------------------------------------------------------------- condensed DER and bias correction
+
+
+def test_condensed_der_stores_the_learners_logits_and_distils_them(scenario: Any) -> None:
+    from fedcond.continual import CondensedDERPlugin
+
+    stream = scenario.scenario.train_stream
+    shifts = {}
+    for alpha in (0.0, 1.0):
+        model = model_for(scenario)
+        plugin = CondensedDERPlugin(mem_size=20, config=continual_config(), alpha=alpha, beta=0.0)
+        strategy = naive(model, [plugin], epochs=2)
+        strategy.train(stream[0])
+        images, labels, logits = plugin.storage_policy.memory_tensors()
+        model.eval()
+        with torch.no_grad():  # stored: the learner's outputs on the images when they were stored
+            assert logits.shape == (20, 10) and torch.allclose(logits, model(images), atol=1e-5)
+        strategy.train(stream[1])
+        kept = set(stream[0].classes_in_this_experience)
+        old = torch.isin(labels, torch.tensor(sorted(kept)))
+        model.eval()
+        with torch.no_grad():
+            shifts[alpha] = float(torch.nn.functional.mse_loss(model(images[old]), logits[old]))
+        x, y, z = plugin.storage_policy.memory_tensors()
+        assert z.shape == (len(x), 10) and len(x) == 20  # 4 classes x 5: shrunk classes got new logits
+    # The logit MSE holds the old classes' outputs where training on new classes alone moves them.
+    assert shifts[1.0] < 0.5 * shifts[0.0]
+
+
+def _newest_share(model: torch.nn.Module, stream: Any, upto: int, newest: set[int]) -> float:
+    model.eval()
+    with torch.no_grad():
+        preds = [model(torch.stack([e.dataset[i][0] for i in range(len(e.dataset))])).argmax(1)
+                 for e in list(stream)[: upto + 1]]  # fmt: skip
+    predicted = torch.cat(preds)
+    return float(torch.isin(predicted, torch.tensor(sorted(newest))).float().mean())
+
+
+def test_balanced_finetune_corrects_the_bias_towards_the_newest_classes(scenario: Any) -> None:
+    from avalanche.training.plugins import ReplayPlugin
+    from avalanche.training.storage_policy import ClassBalancedBuffer
+
+    from fedcond.continual.plugins import BalancedFinetunePlugin
+
+    stream, test = scenario.scenario.train_stream, scenario.scenario.test_stream
+    newest = set(stream[2].classes_in_this_experience)
+    shares, finetunes = {}, None
+    for corrected in (False, True):
+        memory = ClassBalancedBuffer(max_size=30, adaptive_size=True)
+        plugins: list = [ReplayPlugin(mem_size=30, batch_size=32, batch_size_mem=4, storage_policy=memory)]
+        if corrected:
+            finetunes = BalancedFinetunePlugin(memory, epochs=20, lr=0.01, batch_size=10)
+            plugins.append(finetunes)
+        strategy = naive(model_for(scenario), plugins, epochs=3)
+        for exp in stream[:3]:
+            strategy.train(exp)
+        shares[corrected] = _newest_share(strategy.model, test, 2, newest)
+    # Three experiences of two classes: an unbiased learner predicts the newest two about a third of the time.
+    assert shares[False] > 0.45 and shares[True] < shares[False] - 0.08
+    assert len(finetunes.finetune_seconds) == 3
+
+
+def test_balanced_finetune_of_the_classifier_leaves_the_features_and_needs_the_updated_memory(scenario: Any) -> None:
+    from avalanche.training.plugins import ReplayPlugin
+    from avalanche.training.storage_policy import ClassBalancedBuffer
+
+    from fedcond.continual.plugins import BalancedFinetunePlugin
+
+    memory = ClassBalancedBuffer(max_size=20, adaptive_size=True)
+    model = model_for(scenario)
+    finetune = BalancedFinetunePlugin(memory, epochs=2, layers="classifier")
+    replay = ReplayPlugin(mem_size=20, storage_policy=memory)
+    features: dict[str, torch.Tensor] = {}
+
+    class Snapshot(SupervisedPlugin):  # runs after replay's update, before the fine-tuning
+        def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+            features.update({k: v.clone() for k, v in strategy.model.state_dict().items()})
+
+    strategy = naive(model, [replay, Snapshot(), finetune], epochs=1)
+    strategy.train(scenario.scenario.train_stream[0])
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in features.items() if not k.startswith("classifier"))
+    assert not torch.equal(after["classifier.weight"], features["classifier.weight"])
+    # Before the plugin that fills the memory, it would fine-tune on a memory without the new classes.
+    wrong = naive(model_for(scenario), [BalancedFinetunePlugin(memory, epochs=1), ReplayPlugin(mem_size=20, storage_policy=memory)])
+    with pytest.raises(ConfigError, match="after the plugin that updates the memory"):
+        wrong.train(scenario.scenario.train_stream[1])
+    with pytest.raises(ConfigError, match="layers"):
+        BalancedFinetunePlugin(memory, layers="head")
+
+
+def test_plugins_work_with_avalanche_strategies_and_models_fedcond_does_not_ship(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Avalanche's SplitMNIST (local root), its SimpleMLP, its DER and Naive: users bring their own."""
+    from avalanche.models import SimpleMLP
+    from avalanche.training.supervised import DER
+
+    from fedcond.continual.plugins import BalancedFinetunePlugin, CondensedDERPlugin
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _write_mnist_root(tmp_path / "idx")
+    config = Config.from_dict({**continual_config().to_dict(), "dataset": {"name": "mnist", "data_root": str(tmp_path / "idx")}})
+    stream = build_benchmark(config, seed=0).scenario.train_stream
+
+    def mlp() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), SimpleMLP(num_classes=10, input_size=64, hidden_size=64))
+
+    model = mlp()
+    der = DER(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01), criterion=torch.nn.CrossEntropyLoss(),
+              mem_size=20, batch_size_mem=10, train_mb_size=32, train_epochs=1, device="cpu", evaluator=None)  # fmt: skip
+    der.plugins.append(BalancedFinetunePlugin(der.storage_policy, epochs=2))
+    model = mlp()
+    condensed = CondensedDERPlugin(mem_size=20, config=continual_config())
+    spy = BatchSpy()
+    plain = naive(model, [condensed, spy], epochs=1)
+    for exp in stream[:2]:
+        der.train(exp)
+        plain.train(exp)
+    assert len(der.plugins[-1].finetune_seconds) == 2 and len(der.storage_policy.buffer) == 20
+    images, labels, logits = condensed.storage_policy.memory_tensors()
+    assert images.shape[1:] == stream[0].dataset[0][0].shape and logits.shape == (20, 10)
+    assert set(labels.tolist()) == set(stream[0].classes_in_this_experience) | set(stream[1].classes_in_this_experience)

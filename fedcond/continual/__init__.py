@@ -1,7 +1,8 @@
 """Continual learning with condensed replay memory, for Avalanche.
 
 :class:`CondensedBuffer` (the storage policy: what is kept) and the plugins that use it
-(:class:`CondensedReplayPlugin`, :class:`CondensedGDumbPlugin`: when it is used). They are loaded
+(:class:`CondensedReplayPlugin`, :class:`CondensedGDumbPlugin`, :class:`CondensedDERPlugin`: when it
+is used), and :class:`BalancedFinetunePlugin`, bias correction on any class-balanced memory. They are loaded
 on first use: importing Avalanche takes seconds, and config validation only needs the method names.
 """
 
@@ -13,6 +14,8 @@ _EXPORTS = {
     "CondensedBuffer": "fedcond.continual.storage",
     "CondensedReplayPlugin": "fedcond.continual.plugins",
     "CondensedGDumbPlugin": "fedcond.continual.plugins",
+    "CondensedDERPlugin": "fedcond.continual.plugins",
+    "BalancedFinetunePlugin": "fedcond.continual.plugins",
 }
 
 __all__ = sorted(_EXPORTS)

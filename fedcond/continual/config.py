@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 FEATURE_SOURCES = ("random", "model")
 SHRINK_MODES = ("recondense", "select")
+FINETUNE_LAYERS = ("all", "classifier")
 
 
 @register_config_section("continual")
@@ -22,7 +23,7 @@ class ContinualConfig:
     """``fedcond continual``: the class-incremental benchmark, the methods compared and their budgets."""
 
     #: Methods run on the same benchmark, each from the same initial model: condensed,
-    #: condensed-gdumb, replay, class-balanced, herding, gdumb, naive, and Avalanche's der and er-ace
+    #: condensed-gdumb, condensed-der, replay, class-balanced, herding, gdumb, naive, and Avalanche's der and er-ace
     #: (its BiC does not run on 0.6's own benchmarks with torch 2.14: see docs/continual.md).
     methods: list[str] = field(
         default_factory=lambda: ["condensed", "condensed-gdumb", "replay", "class-balanced", "herding", "gdumb"]
@@ -64,6 +65,13 @@ class ContinualConfig:
     #: (Avalanche's defaults; DER++ used 0.1-0.5 for both).
     der_alpha: float = 0.1
     der_beta: float = 0.5
+    #: Bias correction (EEIL's balanced fine-tuning) for every replay method (not the GDumb-style
+    #: ones, which already train on the memory alone): after each experience the model is fine-tuned
+    #: on its class-balanced memory for this many epochs (0: off), at ``balanced_finetune_lr``, all
+    #: parameters or the classifier (last linear layer) only.
+    balanced_finetune_epochs: int = 0
+    balanced_finetune_lr: float = 0.001
+    balanced_finetune_layers: str = "all"
 
     def validate(self, config: Config) -> None:
         """Check the section; method names are looked up in the continual-method registry."""
@@ -92,3 +100,6 @@ class ContinualConfig:
         check_choice("continual.shrink", self.shrink, SHRINK_MODES)
         check(0 <= self.random_fraction <= 1, "continual.random_fraction must be in [0, 1]")
         check(self.der_alpha >= 0 and self.der_beta >= 0, "continual.der_alpha and der_beta must be >= 0")
+        check(self.balanced_finetune_epochs >= 0, "continual.balanced_finetune_epochs must be >= 0")
+        check(self.balanced_finetune_lr > 0, "continual.balanced_finetune_lr must be > 0")
+        check_choice("continual.balanced_finetune_layers", self.balanced_finetune_layers, FINETUNE_LAYERS)

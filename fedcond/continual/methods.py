@@ -93,6 +93,32 @@ class MethodSettings:
         k = self.config.continual
         return min(k.batch_size_mem, k.mem_size)
 
+    def augment(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """DSA as a function of a batch (for plugins that draw their own memory batches), or None."""
+        k, c = self.config.continual, self.config.condense
+        if not k.dsa:
+            return None
+        from fedcond.augment import dsa
+
+        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "continual-memory-dsa"))
+        return lambda images: dsa(images, c.dsa_strategy, generator=generator, mode=c.dsa_mode)
+
+    def corrected(self, strategy: SupervisedTemplate, memory: ExemplarsBuffer) -> tuple[SupervisedTemplate, ExemplarsBuffer]:
+        """Append the bias correction (balanced fine-tuning on ``memory``) when it is on.
+
+        Appended last, so it runs after whatever updates the memory at the end of an experience.
+        """
+        k = self.config.continual
+        if k.balanced_finetune_epochs > 0:
+            from fedcond.continual.plugins import BalancedFinetunePlugin
+
+            strategy.plugins.append(BalancedFinetunePlugin(
+                memory, epochs=k.balanced_finetune_epochs, lr=k.balanced_finetune_lr, batch_size=k.batch_size_mem,
+                layers=k.balanced_finetune_layers, augment=self.augment(),
+                seed=derive_seed(self.config.seed, "balanced-finetune"),
+            ))  # fmt: skip
+        return strategy, memory
+
     def condensed_kwargs(self) -> dict[str, Any]:
         k = self.config.continual
         return {"features": k.features, "shrink": k.shrink, "random_fraction": k.random_fraction, "device": self.device}
@@ -118,7 +144,7 @@ def build_replay(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplat
     from avalanche.training.supervised import Naive
 
     plugin = s.replay()
-    return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
+    return s.corrected(Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy)
 
 
 @register_continual_method("class-balanced")
@@ -128,7 +154,7 @@ def build_class_balanced(model: nn.Module, s: MethodSettings) -> tuple[Supervise
     from avalanche.training.supervised import Naive
 
     plugin = s.replay(ClassBalancedBuffer(max_size=s.config.continual.mem_size, adaptive_size=True))
-    return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
+    return s.corrected(Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy)
 
 
 @register_continual_method("herding")
@@ -142,7 +168,7 @@ def build_herding(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTempla
     layer = getattr(model, "embedding_layer", "features")
     selection = TruncatedHerding(model, layer, limit=s.config.continual.mem_size)
     plugin = s.replay(ParametricBuffer(max_size=s.config.continual.mem_size, groupby="class", selection_strategy=selection))
-    return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
+    return s.corrected(Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy)
 
 
 @register_continual_method("gdumb")
@@ -166,7 +192,7 @@ def build_condensed(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemp
     plugin = CondensedReplayPlugin(
         mem_size=k.mem_size, config=s.config, batch_size=k.train_mb_size, batch_size_mem=k.batch_size_mem, **s.condensed_kwargs()
     )
-    return Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy
+    return s.corrected(Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy)
 
 
 @register_continual_method("condensed-gdumb")
@@ -188,7 +214,7 @@ def build_der(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, 
 
     k = s.config.continual
     strategy = DER(**s.common(model), mem_size=k.mem_size, batch_size_mem=s.memory_batch(), alpha=k.der_alpha, beta=k.der_beta)
-    return strategy, strategy.storage_policy
+    return s.corrected(strategy, strategy.storage_policy)
 
 
 @register_continual_method("er-ace")
@@ -199,5 +225,20 @@ def build_er_ace(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplat
 
     k = s.config.continual
     strategy = ER_ACE(**s.common(model), mem_size=k.mem_size, batch_size_mem=s.memory_batch())
-    return strategy, strategy.storage_policy
+    return s.corrected(strategy, strategy.storage_policy)
 
+
+@register_continual_method("condensed-der")
+def build_condensed_der(model: nn.Module, s: MethodSettings) -> tuple[SupervisedTemplate, ExemplarsBuffer | None]:
+    """DER++ on a condensed memory: condensed images stored with the learner's outputs, replayed with
+    cross-entropy (``continual.der_beta``) and a logit MSE (``der_alpha``), as Avalanche's ``der``."""
+    from avalanche.training.supervised import Naive
+
+    from fedcond.continual.plugins import CondensedDERPlugin
+
+    k = s.config.continual
+    plugin = CondensedDERPlugin(
+        mem_size=k.mem_size, config=s.config, batch_size_mem=s.memory_batch(), alpha=k.der_alpha, beta=k.der_beta,
+        augment=s.augment(), seed=derive_seed(s.config.seed, "condensed-der"), **s.condensed_kwargs(),
+    )  # fmt: skip
+    return s.corrected(Naive(**s.common(model, plugins=[plugin])), plugin.storage_policy)

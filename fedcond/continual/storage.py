@@ -116,6 +116,10 @@ class CondensedBuffer(ExemplarsBuffer):
         With ``features="model"``, the share of iterations that use a fresh random network.
     device
         Where to condense (default: ``config.device``).
+    logits
+        Also keep, for every stored image, the strategy model's outputs on it when it was stored
+        (DER's "dark knowledge": :class:`~fedcond.continual.plugins.CondensedDERPlugin` replays them).
+        Images kept unchanged keep their logits; re-condensed ones get the current model's.
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class CondensedBuffer(ExemplarsBuffer):
         shrink: str = "recondense",
         random_fraction: float = 0.5,
         device: torch.device | str | None = None,
+        logits: bool = False,
     ) -> None:
         if not isinstance(max_size, int) or max_size < 1:
             raise ConfigError(f"mem_size must be a positive integer, got {max_size!r}")
@@ -148,7 +153,9 @@ class CondensedBuffer(ExemplarsBuffer):
         self.shrink = shrink
         self.random_fraction = float(random_fraction)
         self.device = resolve_device(config.device) if device is None else torch.device(device)
+        self.store_logits = bool(logits)
         self._images: dict[int, torch.Tensor] = {}
+        self._logits: dict[int, torch.Tensor] = {}
         self._task: dict[int, int] = {}
         self._with_tasks: bool | None = None
         self._cached: AvalancheDataset | None = None
@@ -163,6 +170,15 @@ class CondensedBuffer(ExemplarsBuffer):
 
     def class_sizes(self) -> dict[int, int]:
         return {c: len(self._images[c]) for c in self.classes}
+
+    def memory_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The memory as ``(images, labels, logits)`` tensors (``logits`` None unless stored)."""
+        if not self._images:
+            return torch.empty(0), torch.empty(0, dtype=torch.int64), None
+        x = torch.cat([self._images[c] for c in self.classes])
+        y = torch.cat([torch.full((len(self._images[c]),), c, dtype=torch.int64) for c in self.classes])
+        z = torch.cat([self._logits[c] for c in self.classes]) if self.store_logits else None
+        return x, y, z
 
     @property
     def buffer(self) -> AvalancheDataset:
@@ -211,7 +227,9 @@ class CondensedBuffer(ExemplarsBuffer):
             arriving[c] = real
             if data.task_labels is not None:
                 self._task[c] = int(data.task_labels[mask][0])
-        self._images.update(self._condense(arriving, quota, network, self.config.condense.method))
+        made = self._condense(arriving, quota, network, self.config.condense.method)
+        self._images.update(made)
+        self._store_logits(agent, [*held, *made])
         self._cached = None
         self.condense_seconds.append(time.perf_counter() - started)
 
@@ -226,7 +244,25 @@ class CondensedBuffer(ExemplarsBuffer):
         network = self._network(strategy)
         held = {c: self._images[c] for c in self.classes if len(self._images[c]) > quota}
         self._images.update(self._reduce(held, quota, network))
+        self._store_logits(strategy, list(held))
         self._cached = None
+
+    def _store_logits(self, agent: SupervisedTemplate, classes: list[int]) -> None:
+        """The model's outputs on the (new) images of ``classes``, taken in eval mode."""
+        if not self.store_logits or not classes:
+            return
+        model = getattr(agent, "model", None)
+        if model is None:
+            raise ConfigError("a memory that stores logits needs the strategy's model (agent.model)")
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for c in classes:
+                    self._logits[c] = model(self._images[c].to(device)).detach().float().cpu()
+        finally:
+            model.train(was_training)
 
     # ------------------------------------------------------------------ condensation
     def _network(self, agent: SupervisedTemplate) -> nn.Module | None:
