@@ -80,10 +80,12 @@ def run_scenario(config: Config, out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     results = run_continual(config, out, command=PROG)
     keep = ("final_average_accuracy", "final_average_accuracy_std", "forgetting", "forgetting_std",
-            "accuracy_per_experience", "memory_size", "condense_seconds_per_experience", "train_seconds_per_experience")  # fmt: skip
+            "accuracy_per_experience", "memory_size", "memory_samples", "condense_seconds_per_experience",
+            "train_seconds_per_experience")  # fmt: skip
     return {
         "benchmark": results["benchmark"],
         "mem_size": results["mem_size"],
+        "budget": results["budget"],
         "seeds": results["seeds"],
         "seconds": round(time.perf_counter() - started, 1),
         "methods": {name: {k: m[k] for k in keep} for name, m in results["methods"].items()},
@@ -135,16 +137,19 @@ def _spread(mean: float, std: float, seeds: int) -> str:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| scenario | benchmark | memory (seeds) | method | avg accuracy % | forgetting % | condense s/exp | train s/exp |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | benchmark | memory (seeds) | method | replayed | avg accuracy % | forgetting % | condense s/exp | train s/exp |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in results["scenarios"].items():
         seeds = len(s["seeds"])
+        # The budget: replayed samples, or stored images' pixels ("px": a factorised memory replays more samples).
+        memory = f"{s['mem_size']}{' px' if s.get('budget', 'images') == 'pixels' else ''}"
         for method, m in s["methods"].items():
             condense = sum(m["condense_seconds_per_experience"]) / len(m["condense_seconds_per_experience"])
             train = sum(m["train_seconds_per_experience"]) / len(m["train_seconds_per_experience"])
             lines.append(
-                f"| {name} | {s['benchmark']} | {s['mem_size']} ({seeds} seed{'s' if seeds != 1 else ''}) | {method} | "
+                f"| {name} | {s['benchmark']} | {memory} ({seeds} seed{'s' if seeds != 1 else ''}) | {method} | "
+                f"{m.get('memory_samples', m['memory_size'])} | "
                 f"{_spread(m['final_average_accuracy'], m['final_average_accuracy_std'], seeds)} | "
                 f"{_spread(m['forgetting'], m['forgetting_std'], seeds)} | {condense:.1f} | {train:.1f} |"
             )

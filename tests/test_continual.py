@@ -124,6 +124,32 @@ def test_select_shrink_keeps_a_subset_of_what_was_held(scenario: Any) -> None:
     assert len(kept) == 5 and all(any(torch.equal(k, h) for h in held) for k in kept)
 
 
+@pytest.mark.parametrize("shrink", ["recondense", "select"])
+def test_factorised_memory_counts_stored_pixels_and_replays_the_tiles(scenario: Any, shrink: str) -> None:
+    factorised = continual_config()
+    factorised.condense.factor = 2  # 8x8 digits: 2x2 tiles of 4x4 pixels per stored image
+    with pytest.raises(ConfigError, match="budget='pixels'"):  # counting replayed images
+        CondensedBuffer(20, factorised)
+    buffer = CondensedBuffer(20, factorised, budget="pixels", shrink=shrink)
+    stream, agent = scenario.scenario.train_stream, SimpleNamespace(model=None)
+    for exp in stream[:2]:
+        buffer.post_adapt(agent, exp)
+    classes = sorted(set(stream[0].classes_in_this_experience) | set(stream[1].classes_in_this_experience))
+    # 20 stored images of 8x8 (5 per class) replay as 80 samples of 8x8, each a decoded 4x4 tile.
+    assert buffer.stored_sizes() == {c: 5 for c in classes} and buffer.stored_size == 20
+    assert buffer.class_sizes() == {c: 20 for c in classes} and len(buffer.buffer) == 80
+    # Every replayed sample is a decoded 4x4 tile: in the range of the (linear) tile decoder.
+    basis = torch.eye(16).reshape(16, 1, 4, 4)
+    upsample = torch.nn.functional.interpolate(basis, size=(8, 8), mode="bilinear", align_corners=False).reshape(16, 64).T
+    samples = torch.cat([buffer._images[c] for c in classes]).reshape(-1, 64).T
+    tiles = torch.linalg.lstsq(upsample, samples).solution
+    assert torch.allclose(upsample @ tiles, samples, atol=1e-4)
+    # The budget is one config key, checked once.
+    with pytest.raises(ConfigError, match="continual.budget"):
+        Config.from_dict({**continual_config().to_dict(), "condense": {"factor": 2}}).validate()
+    Config.from_dict({**continual_config(budget="pixels").to_dict(), "condense": {"factor": 2}}).validate()
+
+
 def test_each_update_condenses_its_classes_jointly(scenario: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 FEATURE_SOURCES = ("random", "model")
 SHRINK_MODES = ("recondense", "select")
 FINETUNE_LAYERS = ("all", "classifier")
+BUDGETS = ("images", "pixels")
 
 
 @register_config_section("continual")
@@ -38,8 +39,12 @@ class ContinualConfig:
     #: continual batches.
     model: str = "convnet"
     model_params: dict[str, Any] = field(default_factory=dict)
-    #: Replay memory budget in samples, the same for every method that keeps one.
+    #: Replay memory budget, the same for every method that keeps one: in samples (``budget: images``)
+    #: or in stored images of the benchmark's size (``budget: pixels``: a condensed memory with
+    #: ``condense.factor`` f replays f² tiles per stored image; the other memories store full images,
+    #: so every method holds the same bytes).
     mem_size: int = 100
+    budget: str = "images"
     #: Seeds: each gives its own class order (unless fixed), initial model and memory.
     seeds: int = 3
     #: Training on each experience: epochs and SGD settings; the minibatch of new data and, for
@@ -102,4 +107,10 @@ class ContinualConfig:
         check(self.der_alpha >= 0 and self.der_beta >= 0, "continual.der_alpha and der_beta must be >= 0")
         check(self.balanced_finetune_epochs >= 0, "continual.balanced_finetune_epochs must be >= 0")
         check(self.balanced_finetune_lr > 0, "continual.balanced_finetune_lr must be > 0")
+        check_choice("continual.budget", self.budget, BUDGETS)
+        check(
+            self.budget == "pixels" or config.condense.factor == 1 or not any(m.startswith("condensed") for m in self.methods),
+            "condense.factor must be 1 when the memory budget counts replayed images: set continual.budget: pixels "
+            "(CondensedBuffer(budget='pixels')) to count stored pixels",
+        )
         check_choice("continual.balanced_finetune_layers", self.balanced_finetune_layers, FINETUNE_LAYERS)

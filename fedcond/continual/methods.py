@@ -121,7 +121,10 @@ class MethodSettings:
 
     def condensed_kwargs(self) -> dict[str, Any]:
         k = self.config.continual
-        return {"features": k.features, "shrink": k.shrink, "random_fraction": k.random_fraction, "device": self.device}
+        return {
+            "features": k.features, "shrink": k.shrink, "random_fraction": k.random_fraction, "device": self.device,
+            "budget": k.budget,
+        }  # fmt: skip
 
 
 #: A method: ``(model, settings) -> (Avalanche strategy, the storage policy holding its memory or None)``.

@@ -31,6 +31,7 @@ from fedcond.seeds import derive_seed
 
 FEATURE_SOURCES = ("random", "model")
 SHRINK_MODES = ("recondense", "select")
+BUDGETS = ("images", "pixels")
 
 
 @dataclasses.dataclass
@@ -102,10 +103,11 @@ class CondensedBuffer(ExemplarsBuffer):
     Parameters
     ----------
     max_size
-        The memory budget in samples (images), shared equally by the classes seen so far.
+        The memory budget, shared equally by the classes seen so far: stored images of the
+        benchmark's size (with ``budget="images"``, also the samples replayed).
     config
-        The experiment config; its ``condense`` section says how each class is condensed
-        (``factor`` must be 1 and labels hard). Default: :class:`~fedcond.config.Config` ().
+        The experiment config; its ``condense`` section says how each class is condensed (labels
+        hard; ``factor`` 1 unless ``budget="pixels"``). Default: :class:`~fedcond.config.Config` ().
     features
         ``random``: condense through the configured feature map (random networks); ``model``:
         through the strategy's current model (its ``embed``) mixed with random networks.
@@ -120,6 +122,14 @@ class CondensedBuffer(ExemplarsBuffer):
         Also keep, for every stored image, the strategy model's outputs on it when it was stored
         (DER's "dark knowledge": :class:`~fedcond.continual.plugins.CondensedDERPlugin` replays them).
         Images kept unchanged keep their logits; re-condensed ones get the current model's.
+    budget
+        Default: the config's ``continual.budget``. ``images``: ``max_size`` counts the samples replayed (``condense.factor`` must be 1).
+        ``pixels``: ``max_size`` counts stored images, i.e. ``max_size`` x H x W pixels, as IDC's and
+        LoDM's continual experiments count memory: with ``condense.factor`` f each stored image holds
+        f x f tiles, each decoded into one replayed sample (f² samples per stored image, at 1/f
+        resolution). A class held with no more real samples than its quota is kept as it is
+        (one stored image each). :meth:`stored_sizes` counts stored images, :meth:`class_sizes`
+        replayed samples.
     """
 
     def __init__(
@@ -132,6 +142,7 @@ class CondensedBuffer(ExemplarsBuffer):
         random_fraction: float = 0.5,
         device: torch.device | str | None = None,
         logits: bool = False,
+        budget: str | None = None,
     ) -> None:
         if not isinstance(max_size, int) or max_size < 1:
             raise ConfigError(f"mem_size must be a positive integer, got {max_size!r}")
@@ -142,9 +153,17 @@ class CondensedBuffer(ExemplarsBuffer):
         if not 0.0 <= random_fraction <= 1.0:
             raise ConfigError(f"random_fraction must be in [0, 1], got {random_fraction}")
         config = config if config is not None else Config()
+        budget = config.continual.budget if budget is None else budget
+        if budget not in BUDGETS:
+            raise ConfigError(f"budget must be one of {', '.join(BUDGETS)}; got {budget!r}")
+        if budget != config.continual.budget:  # the argument overrides the config's key, validated as one
+            config = dataclasses.replace(config, continual=dataclasses.replace(config.continual, budget=budget))
         config.validate()
-        if config.condense.factor != 1:
-            raise ConfigError("condensed memory counts stored images: condense.factor must be 1 (a factorised image decodes into several)")
+        if config.condense.factor != 1 and budget == "images":
+            raise ConfigError(
+                "condense.factor must be 1 when the memory budget counts replayed images: set continual.budget: pixels "
+                "(CondensedBuffer(budget='pixels')) to count stored pixels"
+            )
         if config.condense.label_source != "hard":
             raise ConfigError("condensed memory keeps hard labels (replay batches mix memory and new data); set condense.labels: hard")
         super().__init__(max_size)
@@ -154,7 +173,10 @@ class CondensedBuffer(ExemplarsBuffer):
         self.random_fraction = float(random_fraction)
         self.device = resolve_device(config.device) if device is None else torch.device(device)
         self.store_logits = bool(logits)
-        self._images: dict[int, torch.Tensor] = {}
+        self.budget = budget
+        self.factor = config.condense.factor if budget == "pixels" else 1
+        self._images: dict[int, torch.Tensor] = {}  # what is replayed (decoded tiles when factorised)
+        self._stored: dict[int, int] = {}  # stored images of the benchmark's size, per class
         self._logits: dict[int, torch.Tensor] = {}
         self._task: dict[int, int] = {}
         self._with_tasks: bool | None = None
@@ -169,7 +191,17 @@ class CondensedBuffer(ExemplarsBuffer):
         return sorted(self._images)
 
     def class_sizes(self) -> dict[int, int]:
+        """Replayed samples per class."""
         return {c: len(self._images[c]) for c in self.classes}
+
+    def stored_sizes(self) -> dict[int, int]:
+        """Stored images (of the benchmark's size) per class: what the budget counts."""
+        return {c: self._stored[c] for c in self.classes}
+
+    @property
+    def stored_size(self) -> int:
+        """Stored images in the memory, at most ``max_size``."""
+        return sum(self._stored.values())
 
     def memory_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The memory as ``(images, labels, logits)`` tensors (``logits`` None unless stored)."""
@@ -285,9 +317,11 @@ class CondensedBuffer(ExemplarsBuffer):
     ) -> dict[int, torch.Tensor]:
         """``quota`` synthetic images for each class of ``images`` (class -> all its samples at hand)."""
         from fedcond.condense import condense  # the condensers import heavy registries
+        from fedcond.condense.parameterisation import decode, encode
 
         # A class with no more samples than its quota is kept as it is: a memory never holds more than its source.
         out = {c: x.clone() for c, x in images.items() if len(x) <= quota}
+        self._stored.update({c: len(x) for c, x in out.items()})
         todo = sorted(c for c in images if c not in out)
         if not todo:
             return out
@@ -299,7 +333,13 @@ class CondensedBuffer(ExemplarsBuffer):
             mean=(0.0,) * images[todo[0]].shape[1],
             std=(1.0,) * images[todo[0]].shape[1],
         )
-        condense_cfg = dataclasses.replace(self.config.condense, method=method, ipc=quota, init="real")
+        selecting = method in ("herding", "random", "k-center")
+        tiles = self.factor * self.factor
+        # A selection keeps real (held) images: quota x f² of them, packed f² to a stored image below.
+        condense_cfg = dataclasses.replace(
+            self.config.condense, method=method, ipc=quota * tiles if selecting else quota, init="real",
+            factor=1 if selecting else self.factor,
+        )  # fmt: skip
         if network is not None:
             condense_cfg = dataclasses.replace(
                 condense_cfg,
@@ -316,7 +356,11 @@ class CondensedBuffer(ExemplarsBuffer):
         synthetic = condense(data, config, device=self.device, progress=False)
         images_out = synthetic.images.detach().cpu().float()
         for k, c in enumerate(todo):
-            out[c] = images_out[synthetic.labels == k]
+            picked = images_out[synthetic.labels == k]
+            if selecting and self.factor > 1:
+                picked = decode(encode(picked[: len(picked) // tiles * tiles], self.factor), self.factor)
+            out[c] = picked
+            self._stored[c] = len(picked) // tiles if self.factor > 1 else len(picked)
         return out
 
 
