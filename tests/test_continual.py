@@ -376,6 +376,23 @@ def test_continual_command_compares_methods_and_writes_results(tmp_path: Path, c
     assert (out / "accuracy_per_experience.png").stat().st_size > 1000
 
 
+def test_continual_command_runs_condensed_der_on_a_factorised_memory_with_bias_correction(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    overrides = ["progress=false", "device=cpu", "condense.iterations=5", "condense.pool_networks=0",
+                 "condense.batch_real=32", "condense.factor=2", "continual.budget=pixels", "continual.seeds=1",
+                 "continual.mem_size=20", "continual.train_epochs=1", "continual.balanced_finetune_epochs=2",
+                 "continual.model_params={norm: batchnorm}", "continual.methods=[condensed-der, replay]"]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["continual", "--out", str(out), *[a for o in overrides for a in ("--set", o)]]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["budget"] == "pixels"
+    der, replay = results["methods"]["condensed-der"], results["methods"]["replay"]
+    # The same 20 stored 8x8 images each: condensed DER replays their 80 tiles, replay its 20 images.
+    assert (der["memory_size"], der["memory_samples"]) == (20, 80)
+    assert (replay["memory_size"], replay["memory_samples"]) == (20, 20)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -384,6 +401,10 @@ def test_continual_command_compares_methods_and_writes_results(tmp_path: Path, c
         ("continual.methods=[replay, icarl]", "unknown continual method 'icarl'"),
         ("continual.shrink=drop", "continual.shrink"),
         ("continual.model_params={depth_typo: 2}", "no option"),
+        ("continual.budget=bytes", "continual.budget"),
+        ("condense.factor=2", "continual.budget: pixels"),
+        ("continual.balanced_finetune_layers=head", "continual.balanced_finetune_layers"),
+        ("continual.balanced_finetune_epochs=-1", "balanced_finetune_epochs"),
     ],
 )
 def test_continual_command_bad_input_exits_2(
