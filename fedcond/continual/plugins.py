@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -155,7 +154,7 @@ Augment = Callable[[torch.Tensor], torch.Tensor]
 def _memory_batches(tensors: tuple[torch.Tensor, ...], batch_size: int, seed: int) -> Iterator[list[torch.Tensor]]:
     """Endless shuffled minibatches over ``tensors`` (reshuffled every pass, the last batch kept)."""
     generator = torch.Generator().manual_seed(seed)
-    for epoch in itertools.count():
+    while True:
         order = torch.randperm(len(tensors[0]), generator=generator)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]

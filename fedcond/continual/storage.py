@@ -32,6 +32,8 @@ from fedcond.seeds import derive_seed
 FEATURE_SOURCES = ("random", "model")
 SHRINK_MODES = ("recondense", "select")
 BUDGETS = ("images", "pixels")
+#: fedcond's coreset condensers: they select real samples and ignore ``condense.factor``.
+SELECTION_METHODS = ("random", "herding", "k-center")
 
 
 @dataclasses.dataclass
@@ -333,7 +335,7 @@ class CondensedBuffer(ExemplarsBuffer):
             mean=(0.0,) * images[todo[0]].shape[1],
             std=(1.0,) * images[todo[0]].shape[1],
         )
-        selecting = method in ("herding", "random", "k-center")
+        selecting = method in SELECTION_METHODS
         tiles = self.factor * self.factor
         # A selection keeps real (held) images: quota x f² of them, packed f² to a stored image below.
         condense_cfg = dataclasses.replace(
