@@ -65,7 +65,7 @@ class CondensedReplayPlugin(ReplayPlugin):
         A :class:`CondensedBuffer` to use (its ``max_size`` must equal ``mem_size``); built from
         ``config`` and ``buffer_kwargs`` when None.
     **buffer_kwargs
-        ``features``, ``shrink``, ``random_fraction``, ``device`` of :class:`CondensedBuffer`.
+        ``features``, ``shrink``, ``random_fraction``, ``device``, ``budget`` of :class:`CondensedBuffer`.
     """
 
     def __init__(
@@ -118,7 +118,7 @@ class CondensedGDumbPlugin(SupervisedPlugin):
     storage_policy
         A :class:`CondensedBuffer` to use; built from ``config`` and ``buffer_kwargs`` when None.
     **buffer_kwargs
-        ``features``, ``shrink``, ``random_fraction``, ``device`` of :class:`CondensedBuffer`.
+        ``features``, ``shrink``, ``random_fraction``, ``device``, ``budget`` of :class:`CondensedBuffer`.
     """
 
     def __init__(
@@ -190,7 +190,7 @@ class CondensedDERPlugin(SupervisedPlugin):
         A :class:`CondensedBuffer` that stores logits; built from ``config`` and ``buffer_kwargs``
         when None.
     **buffer_kwargs
-        ``features``, ``shrink``, ``random_fraction``, ``device`` of :class:`CondensedBuffer`.
+        ``features``, ``shrink``, ``random_fraction``, ``device``, ``budget`` of :class:`CondensedBuffer`.
     """
 
     def __init__(
