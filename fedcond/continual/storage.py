@@ -229,8 +229,7 @@ class CondensedBuffer(ExemplarsBuffer):
     def _make_dataset(self) -> AvalancheDataset:
         if not self._images:
             return _make_taskaware_tensor_classification_dataset(torch.empty(0, 1, 1, 1), torch.empty(0, dtype=torch.int64))
-        x = torch.cat([self._images[c] for c in self.classes])
-        y = torch.cat([torch.full((len(self._images[c]),), c, dtype=torch.int64) for c in self.classes])
+        x, y, _ = self.memory_tensors()
         if self._with_tasks is False:
             return ClassificationDataset([TensorDataset(x, y)], data_attributes=[DataAttribute(y, "targets")])
         t = torch.cat([torch.full((len(self._images[c]),), self._task[c], dtype=torch.int64) for c in self.classes])
