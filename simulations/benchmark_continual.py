@@ -18,6 +18,14 @@ every scenario) and, with ``--update-readme [FILE]``, into the benchmark-continu
 (default: ``docs/benchmarks.md``)::
 
     python -m simulations.benchmark_continual --out runs/benchmark-continual --update-readme
+
+A scenario's methods are independent given its seeds, so a long scenario can be split across
+processes with ``--only`` and its rows united with ``--from-results`` (runs whose settings differ
+are not united: the later one is kept, and the report's notes name the methods left out)::
+
+    python -m simulations.benchmark_continual --scenarios fashion-mnist-mem100 --only condensed,der --out runs/a
+    python -m simulations.benchmark_continual --scenarios fashion-mnist-mem100 --only replay,herding --out runs/b
+    python -m simulations.benchmark_continual --from-results runs/a/results.json runs/b/results.json --out runs/ab
 """
 
 from __future__ import annotations
@@ -168,6 +176,8 @@ BENCHMARK = ScenarioBenchmark(
     checks=checks,
     table=table,
     readme_markers=(README_START, README_END),
+    # Methods are independent given the seeds: two processes can each run some of a scenario's.
+    parts=("methods", "continual.methods"),
 )
 main = BENCHMARK.main
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -284,6 +285,10 @@ class ScenarioBenchmark:
     #: (scenario name, config) -> its key in ``results["scenarios"]`` (e.g. one per seed); a key
     #: is the name, or the name, ``@`` and a suffix
     key_for: Callable[[str, Config], str] = lambda name, config: name
+    #: ``(summary key, config key)`` of a scenario's independent parts, e.g. ``("methods",
+    #: "continual.methods")``: ``--only`` runs some of them, and ``merge`` unites the parts of one
+    #: scenario measured by separate runs (in parallel processes) when their settings agree.
+    parts: tuple[str, str] | None = None
 
     def run(self, args: argparse.Namespace, command: str) -> dict[str, Any]:
         out = Path(args.out)
@@ -303,15 +308,19 @@ class ScenarioBenchmark:
         unknown = sorted(set(wanted) - set(self.scenario_names))
         if unknown:
             raise FedcondError(f"unknown scenario {unknown[0]!r}; valid: {', '.join(self.scenario_names)}")
-        for name in (n for n in self.scenario_names if n in wanted):
-            config = self.config_for(name, args)
+        configs = {name: self._only(name, self.config_for(name, args), getattr(args, "only", None))
+                   for name in self.scenario_names if name in wanted}  # fmt: skip
+        for name, config in configs.items():
             key = self.key_for(name, config)
             available, why = dataset_availability(config.dataset)
             if not available:
                 results["skipped"][key] = why
             else:
                 print(f"[{self.prog}] {key} ...", file=sys.stderr, flush=True)
-                results["scenarios"][key] = self.run_scenario(name, config, out / key)
+                summary = self.run_scenario(name, config, out / key)
+                if self.parts is not None:
+                    summary["settings"] = settings_digest(config, self.parts[1])
+                results["scenarios"][key] = summary
             results["checks"] = self.checks(results["scenarios"])
             atomic_write_json(out / "results.json", results)
         results["complete"] = True
@@ -351,6 +360,13 @@ class ScenarioBenchmark:
         parser.add_argument(
             "--quick", action="store_true", help="digits, tiny budgets: checks the script, measures nothing"
         )
+        if self.parts is not None:
+            summary_key, config_key = self.parts
+            parser.add_argument(
+                "--only", metavar="NAMES",
+                help=f"comma-separated: run only these of each scenario's {summary_key} ({config_key}); "
+                     f"runs of one scenario's other {summary_key} are united by --from-results",
+            )  # fmt: skip
         add_update_readme_argument(parser)
         parser.add_argument("--from-results", metavar="results.json", nargs="+",
                             help="do not run: report earlier runs (several: their scenarios merged, later files win)")  # fmt: skip
@@ -382,8 +398,15 @@ class ScenarioBenchmark:
         if len(runs) == 1:  # checks recomputed: the file may predate a target or a change to one
             return {**runs[0], "command": runs[0].get("command", ""), "checks": self.checks(runs[0].get("scenarios", {}))}
         merged: dict[str, Any] = {**runs[0], "scenarios": {}, "skipped": {}}
+        dropped: list[str] = []
         for run in runs:
-            merged["scenarios"].update(run.get("scenarios", {}))
+            for key, summary in run.get("scenarios", {}).items():
+                earlier = merged["scenarios"].get(key)
+                merged["scenarios"][key] = self._united(earlier, summary)
+                if earlier is not None and self.parts is not None and merged["scenarios"][key] is summary:
+                    lost = sorted(set(earlier.get(self.parts[0], {})) - set(summary.get(self.parts[0], {})))
+                    if lost:  # a later run with other settings replaced parts it did not run: say so
+                        dropped.append(f"{key}: {', '.join(lost)} of an earlier run left out (its settings differ)")
             merged["skipped"].update(run.get("skipped", {}))
         for name in merged["scenarios"]:
             merged["skipped"].pop(name, None)
@@ -398,7 +421,7 @@ class ScenarioBenchmark:
         merged["quick"] = any(r.get("quick") for r in runs)
         merged["complete"] = all(r.get("complete") for r in runs)
         merged["checks"] = self.checks(merged["scenarios"])
-        merged["notes"] = [r["note"] for r in runs if r.get("note")]
+        merged["notes"] = [r["note"] for r in runs if r.get("note")] + dropped
         merged.pop("note", None)
         peaks = [r["peak_memory_mb"] for r in runs if r.get("peak_memory_mb") is not None]
         merged["peak_memory_mb"] = max(peaks) if peaks else None
@@ -406,6 +429,58 @@ class ScenarioBenchmark:
 
     def _read(self, path: Path) -> dict[str, Any]:
         return read_results(path, lambda r: r.get("benchmark") == self.kind, self.prog)
+
+    def _only(self, name: str, config: Config, only: str | None) -> Config:
+        """The scenario's config running only the parts named by ``--only`` (in the scenario's order)."""
+        if not only or self.parts is None:
+            return config
+        summary_key, config_key = self.parts
+        wanted = [part.strip() for part in only.split(",") if part.strip()]
+        section, key = config_key.split(".")
+        configured = list(getattr(getattr(config, section), key))
+        kept = [part for part in configured if part in wanted]
+        if not kept:
+            raise FedcondError(
+                f"--only {only}: scenario {name} runs none of them (its {summary_key}: {', '.join(configured)})"
+            )
+        data = config.to_dict()
+        data[section][key] = kept
+        return Config.from_dict(data)
+
+    def _united(self, earlier: dict[str, Any] | None, later: dict[str, Any]) -> dict[str, Any]:
+        """One scenario's row from two runs: their parts united when both ran the same settings.
+
+        Without matching settings (different seeds, budgets, code paths' keys, or a summary from
+        before settings were recorded) the later run replaces the earlier, as for any scenario.
+        """
+        if (
+            earlier is None
+            or self.parts is None
+            or earlier.get("settings") is None
+            or earlier.get("settings") != later.get("settings")
+        ):
+            return later
+        summary_key = self.parts[0]
+        united = {**earlier, **later, summary_key: {**earlier[summary_key], **later[summary_key]}}
+        # The row's cost is that of both runs; it is complete only if both were.
+        united["seconds"] = round(earlier.get("seconds", 0.0) + later.get("seconds", 0.0), 1)
+        if "complete" in earlier or "complete" in later:
+            united["complete"] = bool(earlier.get("complete", True) and later.get("complete", True))
+        return united
+
+
+def settings_digest(config: Config, parts_key: str) -> str:
+    """A short digest of everything a scenario's config sets except which parts it runs (and progress bars).
+
+    Two runs of one scenario with the same digest measured their parts under the same settings, so
+    their parts can share a row.
+    """
+    data = config.to_dict()
+    section, key = parts_key.split(".")
+    data[section].pop(key, None)
+    data.pop("progress", None)
+    canonical = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def _brief(check: dict[str, Any]) -> str:

@@ -88,3 +88,36 @@ def test_scenarios_build_valid_configs() -> None:
         assert full.dataset.name == ("digits" if scenario.digits else "fashion-mnist")
         assert full.continual.mem_size == int(re.search(r"mem(\d+)", scenario.name).group(1))
         assert (full.continual.balanced_finetune_epochs > 0) == scenario.name.endswith("-balanced")
+
+
+def test_only_splits_a_scenario_and_from_results_unites_its_methods(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--quick", "--scenarios", "digits-mem100", "--set", "continual.methods=[naive, replay]"]
+    assert main([*common, "--only", "replay", "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--only", "naive,der", "--out", str(tmp_path / "b")]) == 0
+    a, b = (json.loads((tmp_path / part / "results.json").read_text()) for part in ("a", "b"))
+    assert set(a["scenarios"]["digits-mem100"]["methods"]) == {"replay"}
+    assert set(b["scenarios"]["digits-mem100"]["methods"]) == {"naive"}  # der is not in the scenario
+    assert a["scenarios"]["digits-mem100"]["settings"] == b["scenarios"]["digits-mem100"]["settings"]
+    files = [str(tmp_path / part / "results.json") for part in ("a", "b")]
+    assert main(["--from-results", *files, "--out", str(tmp_path / "ab")]) == 0
+    united = json.loads((tmp_path / "ab" / "results.json").read_text())
+    row = united["scenarios"]["digits-mem100"]
+    assert list(row["methods"]) == ["replay", "naive"] and united["notes"] == []
+    assert row["seconds"] == round(a["scenarios"]["digits-mem100"]["seconds"] + b["scenarios"]["digits-mem100"]["seconds"], 1)
+    assert united["command"].count("--only") == 2
+    # Runs under other settings (here: another seed) are not united; the report says what it left out.
+    other = json.loads(json.dumps(b))
+    other["scenarios"]["digits-mem100"]["settings"] = "0" * 16
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["--from-results", files[0], str(tmp_path / "other.json"), "--out", str(tmp_path / "ao")]) == 0
+    kept = json.loads((tmp_path / "ao" / "results.json").read_text())
+    assert set(kept["scenarios"]["digits-mem100"]["methods"]) == {"naive"}
+    assert kept["notes"] == ["digits-mem100: replay of an earlier run left out (its settings differ)"]
+    capsys.readouterr()
+    # A scenario that runs none of the named methods is a one-line error before anything runs.
+    assert main([*common, "--only", "der", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["benchmark_continual: error: --only der: scenario digits-mem100 runs none of them (its methods: naive, replay)"]
+    assert not (tmp_path / "c" / "results.json").exists()
