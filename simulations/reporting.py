@@ -398,16 +398,21 @@ class ScenarioBenchmark:
         if len(runs) == 1:  # checks recomputed: the file may predate a target or a change to one
             return {**runs[0], "command": runs[0].get("command", ""), "checks": self.checks(runs[0].get("scenarios", {}))}
         merged: dict[str, Any] = {**runs[0], "scenarios": {}, "skipped": {}}
-        dropped: list[str] = []
+        replaced: dict[str, set[str]] = {}  # scenario -> parts of earlier runs a later run replaced
         for run in runs:
             for key, summary in run.get("scenarios", {}).items():
                 earlier = merged["scenarios"].get(key)
                 merged["scenarios"][key] = self._united(earlier, summary)
                 if earlier is not None and self.parts is not None and merged["scenarios"][key] is summary:
-                    lost = sorted(set(earlier.get(self.parts[0], {})) - set(summary.get(self.parts[0], {})))
-                    if lost:  # a later run with other settings replaced parts it did not run: say so
-                        dropped.append(f"{key}: {', '.join(lost)} of an earlier run left out (its settings differ)")
+                    replaced.setdefault(key, set()).update(earlier.get(self.parts[0], {}))
             merged["skipped"].update(run.get("skipped", {}))
+        dropped: list[str] = []
+        for key, parts in replaced.items():
+            # A later run with other settings replaced parts it did not run: say so, unless a still
+            # later run with its settings measured them again.
+            lost = sorted(parts - set(merged["scenarios"][key].get(self.parts[0], {})))
+            if lost:
+                dropped.append(f"{key}: {', '.join(lost)} of an earlier run left out (its settings differ)")
         for name in merged["scenarios"]:
             merged["skipped"].pop(name, None)
         # Rows in the benchmark's own scenario order, whichever run measured them.

@@ -44,6 +44,12 @@ def test_checks_follow_the_measurements() -> None:
         "condensed-der": 80.0, "replay": 71.0, "gain_points": 9.0, "target_points": 8.0, "met": True}
     assert got["condensed_der_vs_best_avalanche_mem100_balanced"]["best"] == "der"
     assert got["condensed_vs_replay_mem100"]["condensed"] == 70.0 and "condensed_gdumb_vs_best_avalanche_mem100" not in got
+    # Memories 20 and 200 get the same comparisons, once measured with 3 seeds: one seed is no result.
+    small = {"condensed": _method(60.0), "replay": _method(50.0), "der": _method(61.0)}
+    got = checks({"fashion-mnist-mem20": {"seeds": [0, 1, 2], "methods": small},
+                  "fashion-mnist-mem200": {"seeds": [0], "methods": small}})  # fmt: skip
+    assert set(got) == {"condensed_vs_replay_mem20", "condensed_vs_best_avalanche_mem20"}
+    assert got["condensed_vs_replay_mem20"]["met"] and not got["condensed_vs_best_avalanche_mem20"]["met"]
 
 
 def test_quick_run_writes_results_and_the_readme_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -115,6 +121,14 @@ def test_only_splits_a_scenario_and_from_results_unites_its_methods(
     kept = json.loads((tmp_path / "ao" / "results.json").read_text())
     assert set(kept["scenarios"]["digits-mem100"]["methods"]) == {"naive"}
     assert kept["notes"] == ["digits-mem100: replay of an earlier run left out (its settings differ)"]
+    # An older row (other settings) replaced by one part, whose sibling part then measures the
+    # methods again: nothing is left out, and the notes say nothing.
+    older = json.loads(json.dumps(united))
+    older["scenarios"]["digits-mem100"]["settings"] = "0" * 16
+    (tmp_path / "older.json").write_text(json.dumps(older))
+    assert main(["--from-results", str(tmp_path / "older.json"), files[1], files[0], "--out", str(tmp_path / "oba")]) == 0
+    again = json.loads((tmp_path / "oba" / "results.json").read_text())
+    assert set(again["scenarios"]["digits-mem100"]["methods"]) == {"naive", "replay"} and again["notes"] == []
     capsys.readouterr()
     # A scenario that runs none of the named methods is a one-line error before anything runs.
     assert main([*common, "--only", "der", "--out", str(tmp_path / "c")]) == 2
