@@ -269,7 +269,7 @@ def relabel(synthetic: SyntheticSet, teacher: Teacher, config: Config) -> Synthe
         "augmentations": t.augmentations,
         "teacher": teacher.info(),
     }
-    return SyntheticSet(synthetic.images, labels, synthetic.num_classes, metadata).validate()
+    return SyntheticSet(synthetic.images, labels, synthetic.num_classes, metadata, stored=synthetic.stored).validate()
 
 
 def _shape(image_shape: Any) -> tuple[int, int, int]:

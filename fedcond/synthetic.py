@@ -70,6 +70,26 @@ def default_metadata(**overrides: Any) -> dict[str, Any]:
     return metadata
 
 
+@dataclass(frozen=True, eq=False)
+class StoredImages:
+    """The factorised form a set's images decode from (IDC's multi-formation, ``condense.factor``).
+
+    Each stored image is a grid of ``factor`` x ``factor`` tiles that decodes to ``factor``² images
+    (:func:`fedcond.condense.parameterisation.decode`). It is what the condenser optimised, and a
+    quarter of the decoded bytes at factor 2: the form a set travels in when it has one.
+
+    Parameters
+    ----------
+    images
+        ``[N, C, H, W]`` float32 stored images; the set holds ``N * factor²`` decoded ones.
+    factor
+        Tiles per side, at least 2 (factor 1 has no stored form: the images are stored as they are).
+    """
+
+    images: torch.Tensor
+    factor: int
+
+
 @dataclass(eq=False)
 class SyntheticSet:
     """Synthetic images with hard or soft labels, plus JSON metadata describing how they were made.
@@ -90,12 +110,17 @@ class SyntheticSet:
         JSON-serialisable facts of how the set was made: dataset, normalisation (``mean``,
         ``std``), method, feature map, discrepancy, ipc, seed, timings, and ``privacy``
         (``epsilon``/``delta``, null when not private). See :func:`default_metadata`.
+    stored
+        The factorised images ``images`` decode from, when the condenser made them so (else
+        ``None``). :meth:`validate` checks that they still decode to ``images``; an operation that
+        makes new images (a merge, a file round trip) drops it, which is always correct.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     num_classes: int
     metadata: dict[str, Any] = field(default_factory=default_metadata)
+    stored: StoredImages | None = None
 
     #: Most values allowed in ``images`` (and in ``labels``): 2**28 float32 values are 1 GiB, so a
     #: hostile file or upload cannot make a receiver allocate without bound.
@@ -164,6 +189,8 @@ class SyntheticSet:
         non_finite = int((~torch.isfinite(self.images)).sum())
         if non_finite:
             raise SyntheticSetError(f"images contain {non_finite} non-finite values (NaN or Inf)")
+        if self.stored is not None:
+            self._validate_stored(self.stored)
         if max_per_class is not None and self.is_soft:
             cap = max_per_class * self.num_classes
             if len(self) > cap:
@@ -206,6 +233,35 @@ class SyntheticSet:
                 "image channels, height and width must be positive, "
                 f"got shape {tuple(images.shape)}"
             )
+
+    def _validate_stored(self, stored: StoredImages) -> None:
+        """The stored form's shape and factor, and that it still decodes to ``images`` (a set whose
+        images were changed in place after condensing would otherwise travel as something else)."""
+        # Imported here: the condense package imports this module.
+        from fedcond.condense.parameterisation import decode
+
+        if not isinstance(stored, StoredImages):
+            raise SyntheticSetError(f"stored must be StoredImages or None, got {type(stored).__name__}")
+        factor, images = stored.factor, stored.images
+        if not isinstance(factor, int) or isinstance(factor, bool) or factor < 2:
+            raise SyntheticSetError(f"stored images need a factor of at least 2, got {quote_untrusted(factor)}")
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.float32 or images.ndim != 4:
+            raise SyntheticSetError("stored images must be a 4-D float32 tensor [N, C, H, W]")
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise SyntheticSetError(
+                f"stored images are {_shape_text(tuple(images.shape[1:]))}, the set's {_shape_text(self.image_shape)}"
+            )
+        _, height, width = self.image_shape
+        if height % factor or width % factor:
+            raise SyntheticSetError(f"factor {factor} does not divide the image size {height}x{width}")
+        if len(images) * factor * factor != len(self):
+            raise SyntheticSetError(
+                f"{len(images)} stored images at factor {factor} decode to {len(images) * factor * factor} images, "
+                f"the set has {len(self)}"
+            )
+        decoded = decode(images.detach().to(self.images.device), factor)
+        if not torch.allclose(decoded, self.images.detach(), rtol=1e-5, atol=1e-6):
+            raise SyntheticSetError("stored images no longer decode to the set's images (were the images changed?)")
 
     def _validate_labels(self) -> None:
         labels = self.labels
@@ -288,7 +344,8 @@ class SyntheticSet:
     def save(self, path: str | Path) -> None:
         """Write the set to ``path`` as one torch file, atomically.
 
-        The set is validated first, so that every file written can be loaded back.
+        The set is validated first, so that every file written can be loaded back. The file holds
+        the decoded images; a stored (factorised) form is not written.
         """
         self.validate()
         content = {
@@ -440,6 +497,7 @@ class SyntheticSet:
             labels=self.labels.to(device),
             num_classes=self.num_classes,
             metadata=copy.deepcopy(self.metadata),
+            stored=None if self.stored is None else StoredImages(self.stored.images.to(device), self.stored.factor),
         )
 
     def clone(self) -> SyntheticSet:
@@ -449,6 +507,7 @@ class SyntheticSet:
             labels=self.labels.detach().clone(),
             num_classes=self.num_classes,
             metadata=copy.deepcopy(self.metadata),
+            stored=None if self.stored is None else StoredImages(self.stored.images.detach().clone(), self.stored.factor),
         )
 
 

@@ -76,16 +76,19 @@ def attacked_client_app(
 
 
 def poison(record: ArrayRecord, kind: str, *, num_classes: int, seed: int = 0) -> ArrayRecord:
-    """A poisoned copy of a synthetic-set record (hard labels)."""
-    images, labels = record["images"].numpy(), record["labels"].numpy()
+    """A poisoned copy of a synthetic-set record (hard labels), in the record's own form: decoded
+    ``images``, or a factorised set's ``stored`` images (its ``factor`` kept)."""
+    arrays = {key: array.numpy().copy() for key, array in record.items()}
+    pixels = "stored" if "stored" in arrays else "images"
     if kind == "label-flip":
-        flipped = (num_classes - 1 - labels).astype(labels.dtype)
-        return ArrayRecord({"images": Array(images.copy()), "labels": Array(flipped)})
-    if kind == "garbage":
+        arrays["labels"] = (num_classes - 1 - arrays["labels"]).astype(arrays["labels"].dtype)
+    elif kind == "garbage":
         rng = np.random.default_rng(seed)
-        noise = rng.normal(0.0, float(images.std()) + 1.0, size=images.shape).astype(images.dtype)
-        return ArrayRecord({"images": Array(noise), "labels": Array(labels.copy())})
-    raise ValueError(f"cannot poison with {kind!r}")
+        images = arrays[pixels]
+        arrays[pixels] = rng.normal(0.0, float(images.std()) + 1.0, size=images.shape).astype(images.dtype)
+    else:
+        raise ValueError(f"cannot poison with {kind!r}")
+    return ArrayRecord({key: Array(values) for key, values in arrays.items()})
 
 
 def _wait_for(release: Path | None, seconds: float) -> None:

@@ -40,7 +40,7 @@ class ServerContext:
     def spec(self) -> UploadSpec:
         c, f = self.config.condense, self.config.federated
         max_per_class = f.max_per_class if f.max_per_class is not None else c.ipc * c.factor**2
-        return UploadSpec(self.test.num_classes, tuple(self.test.images.shape[1:]), max_per_class)
+        return UploadSpec(self.test.num_classes, tuple(self.test.images.shape[1:]), max_per_class, factor=c.factor)
 
     def message_config(self, task: str, **extra: object) -> ConfigRecord:
         """The config record of a train message: the task, and the whole experiment config as YAML

@@ -15,11 +15,13 @@ from fedcond.synthetic import SyntheticSet
 
 @dataclass(frozen=True)
 class UploadSpec:
-    """What the server accepts: classes, image shape and the most images per class."""
+    """What the server accepts: classes, image shape, the most (decoded) images per class, and the
+    factor a set's stored form must have (the run's ``condense.factor``)."""
 
     num_classes: int
     image_shape: tuple[int, int, int]
     max_per_class: int
+    factor: int | None = None
 
 
 @dataclass
@@ -49,6 +51,7 @@ def read_upload(reply: Message, spec: UploadSpec) -> SyntheticSet:
         num_classes=spec.num_classes,
         max_per_class=spec.max_per_class,
         image_shape=spec.image_shape,
+        factor=spec.factor,
     )
     if len(synthetic) == 0:
         raise SyntheticSetError("the set is empty")

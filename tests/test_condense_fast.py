@@ -57,6 +57,11 @@ def test_factorised_condensation_trains_factor_squared_images_per_class(digits, 
     assert synthetic.class_counts().tolist() == [8] * 10
     assert synthetic.metadata["factor"] == 2 and synthetic.metadata["images_per_class"] == 8
     assert synthetic.metadata["ipc"] == 2  # the stored budget
+    # The stored form is what the condenser optimised: 2 images per class that decode to the set.
+    assert synthetic.stored is not None and synthetic.stored.factor == 2
+    assert synthetic.stored.images.shape == (20, 1, 8, 8)
+    assert torch.equal(decode(synthetic.stored.images, 2), synthetic.images)
+    assert condense(digits.train, make_config(condense={"ipc": 2, "iterations": 3})).stored is None  # factor 1
     with pytest.raises(ConfigError, match="condense.factor=3 must divide"):
         condense(digits.train, make_config(condense={"factor": 3}))
 

@@ -568,6 +568,21 @@ def test_client_condenses_its_partition(server: ServerContext) -> None:
     assert metrics["iterations-run"] == server.config.condense.iterations and metrics["time-budget-hit"] == 0
 
 
+def test_a_factorised_client_uploads_its_stored_images(server: ServerContext) -> None:
+    server.config.condense.factor = 2
+    message = Message(RecordDict({"config": server.message_config("condense")}), dst_node_id=5, message_type="train")
+    reply = client_app.train(message, _context(1, 3))
+    record = reply.content.array_records["synthetic"]
+    assert set(record.keys()) == {"stored", "factor", "labels"}
+    stored = record["stored"].numpy()
+    synthetic = read_upload(reply, server.spec)  # decoded by the server: 4 images per stored one
+    assert len(synthetic) == 4 * len(stored) == reply.content.metric_records["metrics"]["num-synthetic"]
+    assert reply.content.metric_records["metrics"]["upload-bytes"] == record_bytes(reply.content)
+    assert len(record["stored"].data) - 128 == synthetic.images.numel()  # a quarter of the decoded images' 4 bytes a value
+    with pytest.raises(SyntheticSetError, match="factor 2 but 1 expected"):
+        read_upload(reply, dataclasses.replace(server.spec, factor=1))
+
+
 def test_client_uploads_its_teachers_soft_labels_within_its_time_budget(server: ServerContext) -> None:
     server.config.condense.labels = "teacher"
     server.config.condense.teacher.steps = 5

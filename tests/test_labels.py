@@ -111,6 +111,14 @@ def test_a_set_condensed_with_teacher_labels_records_them_and_reloads_bit_identi
     assert (tmp_path / "again.pt").read_bytes() == path.read_bytes()
 
 
+def test_relabelling_keeps_a_factorised_sets_stored_form(teacher, teacher_config) -> None:
+    from sets import make_factorised_set
+
+    synthetic = make_factorised_set(num_classes=10, shape=(1, 8, 8))  # digits' classes and images
+    relabelled = relabel(synthetic, teacher, teacher_config)
+    assert relabelled.is_soft and relabelled.stored is synthetic.stored
+
+
 def test_kd_evaluation_takes_the_labels_temperature_unless_told(digits, teacher, teacher_config) -> None:
     synthetic = condense(digits.train, teacher_config, teacher=teacher)
     kd = Config.from_dict({**teacher_config.to_dict(), "evaluation": {**teacher_config.to_dict()["evaluation"], "loss": "kd"}})

@@ -18,11 +18,12 @@ from fedcond import io as fio
 from fedcond.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from fedcond.synthetic import (
     FORMAT_VERSION,
+    StoredImages,
     SyntheticSet,
     default_metadata,
     merge_synthetic_sets,
 )
-from sets import assert_one_line, make_set, rejects
+from sets import assert_one_line, make_factorised_set, make_set, rejects
 
 
 def save_content(path: Path, **changes: object) -> Path:
@@ -598,3 +599,45 @@ def test_save_grid_denormalises_and_clips(tmp_path: Path) -> None:
     synthetic.metadata["std"] = [0.25, 0.25]
     with rejects("mean and std must both be lists of 1 numbers"):
         synthetic.save_grid(path)
+
+
+# ------------------------------------------------------------------ the stored (factorised) form
+def test_stored_form_is_checked_against_the_images() -> None:
+    synthetic = make_factorised_set()
+    assert synthetic.validate() is synthetic and len(synthetic) == 12 and synthetic.stored.images.shape[0] == 3
+    synthetic.images[0, 0, 0, 0] += 1.0  # changed in place after condensing: no longer what travels
+    with rejects("stored images no longer decode to the set's images"):
+        synthetic.validate()
+
+
+@pytest.mark.parametrize(
+    ("stored", "match"),
+    [
+        pytest.param(lambda s: StoredImages(s.images, 1), "a factor of at least 2, got 1", id="factor 1"),
+        pytest.param(lambda s: StoredImages(s.images, 3), "factor 3 does not divide the image size 8x8", id="factor 3"),
+        pytest.param(lambda s: StoredImages(s.images[:2], 2), "2 stored images at factor 2 decode to 8 images, the set has 12", id="count"),
+        pytest.param(lambda s: StoredImages(s.images[:, :1], 2), "stored images are 1x8x8, the set's 3x8x8", id="shape"),
+        pytest.param(lambda s: StoredImages(s.images.double(), 2), "4-D float32", id="dtype"),
+        pytest.param(lambda s: s.images, "stored must be StoredImages or None, got Tensor", id="not stored images"),
+    ],
+)
+def test_validate_rejects_bad_stored_forms(stored: Callable[[StoredImages], object], match: str) -> None:
+    synthetic = make_factorised_set()
+    synthetic.stored = stored(synthetic.stored)  # type: ignore[assignment]
+    with rejects(match) as err:
+        synthetic.validate()
+    assert_one_line(err)
+
+
+def test_stored_form_follows_copies_and_is_dropped_by_merges_and_files(tmp_path: Path) -> None:
+    synthetic = make_factorised_set()
+    for copy in (synthetic.clone(), synthetic.to("cpu")):
+        assert copy.stored is not None and copy.stored.factor == 2
+        assert torch.equal(copy.stored.images, synthetic.stored.images)
+    clone = synthetic.clone()
+    clone.stored.images.zero_()
+    assert synthetic.stored.images.abs().sum() > 0  # a clone's stored images are its own
+    assert merge_synthetic_sets([synthetic, make_factorised_set()]).stored is None
+    synthetic.save(tmp_path / "set.pt")
+    loaded = SyntheticSet.load(tmp_path / "set.pt")
+    assert loaded.stored is None and torch.equal(loaded.images, synthetic.images)

@@ -12,8 +12,9 @@ from flwr.app import Array, ArrayRecord
 
 from fedcond.errors import ModelRecordError
 from fedcond.federated.wire import array_record_bytes, check_model_record, from_array_record, to_array_record
-from fedcond.synthetic import default_metadata
-from sets import assert_one_line, make_set, rejects
+from fedcond.synthetic import SyntheticSet, default_metadata
+from sets import assert_one_line, make_factorised_set, make_set, rejects
+from simulations.attacks import poison
 
 
 @pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
@@ -76,7 +77,7 @@ def _hostile_records() -> list[object]:
         pytest.param(_record(nan_images, labels), "images contain 1 non-finite", id="NaN images"),
         pytest.param(
             _record(images, labels, payload=labels),
-            "exactly the arrays 'images' and 'labels', got 'images', 'labels', 'payload'",
+            r"exactly the arrays 'images' and 'labels' \(or 'stored', 'factor' and 'labels'\), got 'images', 'labels', 'payload'",
             id="extra key",
         ),
         pytest.param(ArrayRecord({"images": Array(images)}), "got 'images'$", id="missing key"),
@@ -167,6 +168,76 @@ def test_from_array_record_accepts_fortran_order() -> None:
     assert torch.equal(received.images, good.images) and received.images.is_contiguous()
 
 
+
+
+@pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
+def test_a_factorised_set_travels_as_its_stored_form(soft: bool) -> None:
+    synthetic = make_factorised_set(soft=soft)
+    record = to_array_record(synthetic)
+    assert set(record.keys()) == {"stored", "factor", "labels"}
+    assert int(record["factor"].numpy()) == 2 and record["stored"].numpy().shape == (3, 3, 8, 8)
+    decoded = to_array_record(SyntheticSet(synthetic.images, synthetic.labels, 3, synthetic.metadata))
+    image_bytes = len(decoded["images"].data) - 128  # minus the .npy header
+    assert len(record["stored"].data) - 128 == image_bytes // 4  # a quarter of the pixels at factor 2
+    assert array_record_bytes(record) < array_record_bytes(decoded) / 2
+    received = from_array_record(record, num_classes=3, max_per_class=4, image_shape=(3, 8, 8), factor=2)
+    assert torch.equal(received.images, synthetic.images) and torch.equal(received.labels, synthetic.labels)
+    assert received.stored is not None and received.stored.factor == 2
+    assert torch.equal(received.stored.images, synthetic.stored.images)
+    assert from_array_record(decoded, num_classes=3, factor=2).stored is None  # a decoded record is still accepted
+
+
+def _stored_record(stored: np.ndarray | Array, factor: np.ndarray | Array, labels: np.ndarray) -> ArrayRecord:
+    arrays = {"stored": stored, "factor": factor, "labels": labels}
+    return ArrayRecord({name: value if isinstance(value, Array) else Array(value) for name, value in arrays.items()})
+
+
+def _hostile_stored_records() -> list[object]:
+    good = make_factorised_set()
+    stored, labels = good.stored.images.numpy(), good.labels.numpy()
+    two = np.array(2, dtype=np.int64)
+    crowded = labels.copy()
+    crowded[:5] = 0
+    return [
+        pytest.param(_stored_record(stored, np.array(4, dtype=np.int64), np.zeros(48, np.int64)), "factor 4 but 2 expected", id="other factor"),
+        pytest.param(_stored_record(stored, np.array([2], dtype=np.int64), labels), "'factor' must be a scalar", id="factor not scalar"),
+        pytest.param(_stored_record(stored, np.array(2.0), labels), "'factor' has dtype 'float64', expected int64", id="float factor"),
+        pytest.param(_stored_record(stored, np.array(2, dtype=np.int64), labels[:8]), "3 stored images decode to 12 images but 8 labels", id="too few labels"),
+        pytest.param(_stored_record(stored[0], two, labels), r"stored images must be 4-D \[N, C, H, W\], got shape \(3, 8, 8\)", id="3-D stored"),
+        pytest.param(_stored_record(stored, two, crowded), "class 0 has 5 images, more than max_per_class=4", id="too many per class"),
+        pytest.param(_stored_record(stored[:, :1].copy(), two, labels), "images are 1x8x8 but 3x8x8 expected", id="wrong shape"),
+        pytest.param(ArrayRecord({"stored": Array(stored), "labels": Array(labels)}), "got 'labels', 'stored'$", id="no factor"),
+    ]
+
+
+@pytest.mark.parametrize(("record", "match"), _hostile_stored_records())
+def test_from_array_record_rejects_hostile_stored_records(record: ArrayRecord, match: str) -> None:
+    with rejects(match) as err:
+        from_array_record(record, num_classes=3, max_per_class=4, image_shape=(3, 8, 8), factor=2)
+    assert_one_line(err)
+
+
+@pytest.mark.parametrize(("factor", "match"), [(1, "factor 1 does not tile 8x8"), (3, "factor 3 does not tile 8x8")])
+def test_a_factor_that_cannot_tile_is_refused_before_decoding(factor: int, match: str) -> None:
+    good = make_factorised_set()
+    record = _stored_record(good.stored.images.numpy(), np.array(factor, dtype=np.int64), good.labels.numpy())
+    with rejects(match):
+        from_array_record(record, num_classes=3)
+
+
+def test_stored_records_are_bounded_by_their_decoded_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    record = to_array_record(make_factorised_set())
+    monkeypatch.setattr(SyntheticSet, "max_elements", 3 * 3 * 8 * 8 * 2)  # the stored images fit, 4x of them do not
+    with rejects("stored images decode to 2304 values, more than the limit of 1152"):
+        from_array_record(record, num_classes=3)
+
+
+def test_poisoned_stored_records_keep_their_form() -> None:
+    record = to_array_record(make_factorised_set())
+    flipped = from_array_record(poison(record, "label-flip", num_classes=3), num_classes=3, factor=2)
+    assert flipped.stored is not None and torch.equal(flipped.labels, 2 - make_factorised_set().labels)
+    noise = from_array_record(poison(record, "garbage", num_classes=3), num_classes=3, factor=2)
+    assert noise.stored is not None and not torch.equal(noise.stored.images, make_factorised_set().stored.images)
 
 
 def test_record_bytes_count_the_arrays_payloads() -> None:

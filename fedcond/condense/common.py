@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from fedcond.synthetic import SyntheticSet, default_metadata
+from fedcond.synthetic import StoredImages, SyntheticSet, default_metadata
 
 if TYPE_CHECKING:
     from fedcond.config import Config
@@ -36,9 +36,11 @@ def build_synthetic_set(
     *,
     seconds: float,
     extra_timings: dict[str, float] | None = None,
+    stored: StoredImages | None = None,
     **extra: Any,
 ) -> SyntheticSet:
-    """Wrap finished tensors with the metadata downstream users rely on."""
+    """Wrap finished tensors with the metadata downstream users rely on (and the factorised
+    ``stored`` images they decode from, if any)."""
     c = config.condense
     matching = c.method == "matching"
     metadata = default_metadata(
@@ -60,4 +62,5 @@ def build_synthetic_set(
         labels=labels.detach().cpu(),
         num_classes=data.num_classes,
         metadata=metadata,
+        stored=None if stored is None else StoredImages(stored.images.detach().to("cpu", torch.float32).contiguous(), stored.factor),
     )

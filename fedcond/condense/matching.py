@@ -37,6 +37,7 @@ from fedcond.discrepancies import build_discrepancy
 from fedcond.errors import ConfigError
 from fedcond.features import FeatureContext, FeatureMap, Features, build_feature_map, embed_in_chunks
 from fedcond.seeds import derive_seed
+from fedcond.synthetic import StoredImages
 
 if TYPE_CHECKING:
     from fedcond.config import Config
@@ -225,6 +226,7 @@ def finish(run: MatchingRun) -> SyntheticSet:
         run.config,
         seconds=run.elapsed,
         extra_timings={"pool_seconds": round(run.target.seconds, 3)},
+        stored=StoredImages(run.images.detach(), c.factor) if c.factor > 1 else None,
         iterations=c.iterations,
         iterations_run=run.done,
         time_budget_hit=run.time_budget_hit,

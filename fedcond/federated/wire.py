@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord
 
+from fedcond.condense.parameterisation import decode
 from fedcond.errors import FedcondError, ModelRecordError, SyntheticSetError
-from fedcond.synthetic import SyntheticSet, compact_cpu, default_metadata, exception_text, quote_untrusted
+from fedcond.synthetic import StoredImages, SyntheticSet, compact_cpu, default_metadata, exception_text, quote_untrusted
 
 # ---------------------------------------------------------------------- record names
 #: The ConfigRecord of every train message.
@@ -79,15 +80,21 @@ FIT_METRICS = (NUM_EXAMPLES, TRAIN_SECONDS, UPLOAD_BYTES)
 # ---------------------------------------------------------------------- the synthetic-set codec
 #: Arrays of a synthetic set's record, and their wire dtypes (no cast is ever applied).
 SET_ARRAYS = ("images", "labels")
+#: Arrays of a factorised set's record: the stored images, their factor (an int64 scalar), and
+#: the labels of the decoded images. A quarter of the image bytes at factor 2.
+STORED_SET_ARRAYS = ("stored", "factor", "labels")
 IMAGE_DTYPES = ("float32",)
 LABEL_DTYPES = ("int64", "float32")
+FACTOR_DTYPES = ("int64",)
 
 
 def to_array_record(synthetic: SyntheticSet) -> ArrayRecord:
-    """The Flower wire form of ``synthetic``: NumPy arrays ``"images"`` and ``"labels"``, validated first.
+    """The Flower wire form of ``synthetic``, validated first.
 
-    ``num_classes`` and ``metadata`` do not travel in the record: the receiver states the
-    ``num_classes`` it expects in :func:`from_array_record`.
+    A set with a stored (factorised) form travels as it: arrays ``"stored"``, ``"factor"`` and
+    ``"labels"`` (:data:`STORED_SET_ARRAYS`), decoded by the receiver; any other set as arrays
+    ``"images"`` and ``"labels"``. ``num_classes`` and ``metadata`` do not travel in the record:
+    the receiver states the ``num_classes`` it expects in :func:`from_array_record`.
 
     Parameters
     ----------
@@ -95,12 +102,16 @@ def to_array_record(synthetic: SyntheticSet) -> ArrayRecord:
         The set to send.
     """
     synthetic.validate()
-    return ArrayRecord(
-        {
-            "images": Array(compact_cpu(synthetic.images).numpy()),
-            "labels": Array(compact_cpu(synthetic.labels).numpy()),
-        }
-    )
+    labels = Array(compact_cpu(synthetic.labels).numpy())
+    if synthetic.stored is not None:
+        return ArrayRecord(
+            {
+                "stored": Array(compact_cpu(synthetic.stored.images).numpy()),
+                "factor": Array(np.array(synthetic.stored.factor, dtype=np.int64)),
+                "labels": labels,
+            }
+        )
+    return ArrayRecord({"images": Array(compact_cpu(synthetic.images).numpy()), "labels": labels})
 
 
 def from_array_record(
@@ -110,6 +121,7 @@ def from_array_record(
     metadata: dict[str, Any] | None = None,
     max_per_class: int | None = None,
     image_shape: tuple[int, int, int] | None = None,
+    factor: int | None = None,
 ) -> SyntheticSet:
     """Decode a received record and validate it against the receiver's expectations.
 
@@ -123,7 +135,10 @@ def from_array_record(
     metadata
         The set's metadata (default: :func:`~fedcond.synthetic.default_metadata`).
     max_per_class, image_shape
-        The receiver's limits, checked by :meth:`SyntheticSet.validate`.
+        The receiver's limits, checked by :meth:`SyntheticSet.validate` on the decoded images.
+    factor
+        The only factor a factorised record may have (the run's ``condense.factor``); ``None``
+        accepts any that tiles the images. A record of decoded images is accepted either way.
 
     Raises
     ------
@@ -133,21 +148,52 @@ def from_array_record(
     if not isinstance(record, ArrayRecord):
         raise SyntheticSetError(f"expected an ArrayRecord, got {type(record).__name__}")
     keys = set(record.keys())
-    if keys != set(SET_ARRAYS):
+    if keys not in (set(SET_ARRAYS), set(STORED_SET_ARRAYS)):
         raise SyntheticSetError(
-            "record must hold exactly the arrays 'images' and 'labels', got "
+            "record must hold exactly the arrays 'images' and 'labels' (or 'stored', 'factor' and 'labels'), got "
             + (", ".join(sorted(quote_untrusted(key) for key in keys)) or "none")
         )
     limit = SyntheticSet.max_elements
-    images = _decode_wire_array("images", record["images"], IMAGE_DTYPES, limit)
     labels = _decode_wire_array("labels", record["labels"], LABEL_DTYPES, limit)
+    stored = None
+    if "stored" in keys:
+        stored = _stored_images(record, factor, len(labels))
+        images = decode(stored.images, stored.factor)
+    else:
+        images = torch.from_numpy(_decode_wire_array("images", record["images"], IMAGE_DTYPES, limit))
     synthetic = SyntheticSet(
-        images=torch.from_numpy(images),
+        images=images,
         labels=torch.from_numpy(labels),
         num_classes=num_classes,
         metadata=default_metadata() if metadata is None else metadata,
+        stored=stored,
     )
     return synthetic.validate(num_classes=num_classes, max_per_class=max_per_class, image_shape=image_shape)
+
+
+def _stored_images(record: ArrayRecord, expected: int | None, num_labels: int) -> StoredImages:
+    """The stored images and factor of a factorised record, checked before anything is decoded:
+    the factor, that it tiles the images, and that the decoded set fits the size limit and the labels."""
+    factor_values = _decode_wire_array("factor", record["factor"], FACTOR_DTYPES, 1)
+    if factor_values.shape != ():
+        raise SyntheticSetError(f"record array 'factor' must be a scalar, got shape {quote_untrusted(factor_values.shape)}")
+    factor = int(factor_values)
+    if expected is not None and factor != expected:
+        raise SyntheticSetError(f"stored images have factor {factor} but {expected} expected")
+    stored = _decode_wire_array("stored", record["stored"], IMAGE_DTYPES, SyntheticSet.max_elements)
+    if stored.ndim != 4:
+        raise SyntheticSetError(f"stored images must be 4-D [N, C, H, W], got shape {quote_untrusted(stored.shape)}")
+    height, width = stored.shape[2:]
+    if factor < 2 or height % factor or width % factor:
+        raise SyntheticSetError(f"factor {factor} does not tile {height}x{width} stored images")
+    tiles = factor * factor
+    if stored.size * tiles > SyntheticSet.max_elements:
+        raise SyntheticSetError(
+            f"stored images decode to {stored.size * tiles} values, more than the limit of {SyntheticSet.max_elements}"
+        )
+    if len(stored) * tiles != num_labels:
+        raise SyntheticSetError(f"{len(stored)} stored images decode to {len(stored) * tiles} images but {num_labels} labels")
+    return StoredImages(torch.from_numpy(stored), factor)
 
 
 def check_model_record(record: ArrayRecord, reference: ArrayRecord) -> None:
