@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -78,9 +78,16 @@ class EvaluationResult:
     #: ``stored``: the set's own labels; ``online-teacher``: every augmented batch relabelled by the
     #: teacher (a different protocol, SRe2L/RDED-style).
     labels: str = "stored"
+    #: What ``evaluate_synthetic(..., measure=...)`` measured on each run's network, run by run
+    #: (empty without a measure): e.g. the robustness adapter's attacked accuracies.
+    measured: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The result for ``results.json``; ``measured`` is left to whoever measured it (the robust
+        section summarises its own)."""
+        data = asdict(self)
+        data.pop("measured")
+        return data
 
 
 def run_seed(seed: int, run: int) -> int:
@@ -267,6 +274,7 @@ def evaluate_synthetic(
     device: torch.device | None = None,
     progress: bool | None = None,
     teacher: Teacher | None = None,
+    measure: Callable[[nn.Module, int], dict[str, Any]] | None = None,
 ) -> EvaluationResult:
     """Train ``config.evaluation.runs`` fresh networks on ``synthetic`` and test each on ``test``.
 
@@ -290,6 +298,10 @@ def evaluate_synthetic(
         Show a progress bar (default: ``config.progress``).
     teacher
         The teacher that relabels every augmented batch when ``evaluation.online_relabel`` is set.
+    measure
+        Called with each run's trained network (in eval mode) and the run's index; what it returns
+        is kept in ``EvaluationResult.measured``, run by run (the robustness adapter attacks the
+        networks this way). Its time counts in ``seconds``.
 
     Returns
     -------
@@ -322,7 +334,8 @@ def evaluate_synthetic(
             raise ConfigError("evaluation.online_relabel needs the teacher at hand (evaluate_synthetic(..., teacher=...))")
         relabel = _online_labels(teacher, config.condense.teacher.temperature, device)
     started = time.perf_counter()
-    accuracies = []
+    accuracies: list[float] = []
+    measured: list[dict[str, Any]] = []
     for run in tqdm(range(cfg.runs), desc=f"evaluate {model}", disable=None if progress else True, leave=False):
         net = train_network(
             synthetic.images,
@@ -339,6 +352,8 @@ def evaluate_synthetic(
             relabel=relabel,
         )
         accuracies.append(test_accuracy(net, test, device, precision=cfg.precision, compiled=cfg.compile))
+        if measure is not None:
+            measured.append(measure(net.eval(), run))
     mean = float(np.mean(accuracies))
     std = float(np.std(accuracies))
     return EvaluationResult(
@@ -353,6 +368,7 @@ def evaluate_synthetic(
         loss=cfg.loss,
         temperature=temperature,
         labels="online-teacher" if relabel is not None else "stored",
+        measured=measured,
     )
 
 

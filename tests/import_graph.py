@@ -11,7 +11,7 @@ The layers (see README "Layout"):
   data, models, augment, features, discrepancies, condense, synthetic, evaluation, device, io.
   It imports the standard library, its own modules and :data:`ENGINE_THIRD_PARTY` only.
 * **adapters** — the Flower side (``fedcond.federated`` and the top-level ``strategies``), the
-  Avalanche side (``fedcond.continual``) and privacy (``fedcond.privacy``). Each imports the
+  Avalanche side (``fedcond.continual``), privacy (``fedcond.privacy``) and robustness (``fedcond.robustness``). Each imports the
   engine and itself, never another adapter or an app.
 * **apps** — ``fedcond.apps`` (CLI, runners) and ``simulations`` (benchmarks): anything.
 
@@ -48,12 +48,14 @@ ADAPTER_THIRD_PARTY = {
     "datasets": {"flower"},
     "ray": {"flower"},
     "avalanche": {"avalanche"},
+    "art": {"robustness"},  # the Adversarial Robustness Toolbox: every attack of the robust evaluation
 }
 ADAPTERS = {
     "fedcond.federated": "flower",
     "strategies": "flower",
     "fedcond.continual": "avalanche",
     "fedcond.privacy": "privacy",
+    "fedcond.robustness": "robustness",
 }
 APPS = ("fedcond.apps", "simulations")
 

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate a saved synthetic set with the protocol")
     _common(p, "evaluate")
     p.add_argument("--synthetic", required=True, metavar="FILE.pt", help="a saved synthetic set")
+    p.add_argument(
+        "--robust", action="store_true",
+        help="also attack every evaluation network (PGD, AutoAttack; robust_evaluation) and write results.json's robust section",
+    )  # fmt: skip
     p.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("show", help="write an image grid (PNG) of a saved synthetic set")
@@ -262,7 +266,15 @@ def cmd_evaluate(args: argparse.Namespace, config: Config, out: Path) -> None:
     synthetic = _load_synthetic(args.synthetic, config, splits.test)
     # Only online relabelling needs the teacher here: a saved set carries its labels.
     teacher = _teacher(config, splits, device) if config.evaluation.online_relabel else None
-    evaluations = _evaluate_all(synthetic, splits.test, config, device, teacher)
+    robust = None
+    if args.robust:
+        from fedcond.robustness import evaluate_robust
+
+        # The protocol's model is attacked; cross-architecture models are evaluated clean.
+        first, robust = evaluate_robust(synthetic, splits.test, config, device=device, teacher=teacher)
+        evaluations = [first, *_evaluate_all(synthetic, splits.test, config, device, teacher)[1:]]
+    else:
+        evaluations = _evaluate_all(synthetic, splits.test, config, device, teacher)
     write_results(
         out,
         "evaluate",
@@ -276,11 +288,20 @@ def cmd_evaluate(args: argparse.Namespace, config: Config, out: Path) -> None:
             "labels": synthetic.metadata.get("labels"),
             "evaluation": evaluations[0].to_dict(),
             "cross_architecture": {e.model: e.to_dict() for e in evaluations[1:]},
+            "robust": robust,
             "peak_memory_mb": peak_memory_mb(device),
             "config": config.to_dict(),
         },
     )
     print_table(["model", "runs", "epochs", "acc %", "± std"], [[e.model, e.runs, e.epochs, e.accuracy_mean, e.accuracy_std] for e in evaluations])
+    if robust is not None:
+        rows = [["clean", "-", robust["clean"]["mean"], robust["clean"]["std"]]]
+        rows += [["pgd", eps, a["mean"], a["std"]] for eps, a in robust["pgd"]["accuracy"].items()]
+        if robust["autoattack"] is not None:
+            rows += [[f"autoattack ({robust['autoattack']['version']})", eps, a["mean"], a["std"]]
+                     for eps, a in robust["autoattack"]["accuracy"].items()]  # fmt: skip
+        print(f"attacked on {robust['test_images']} test images ({robust['library']}, L-inf in pixel space):")
+        print_table(["attack", "epsilon", "acc %", "± std"], rows)
 
 
 def cmd_show(args: argparse.Namespace, config: Config, out: Path) -> None:
