@@ -140,6 +140,18 @@ class CondenseConfig:
 
 
 @dataclass
+class AdversarialTrainingConfig:
+    """PGD adversarial training of the evaluation networks (Madry et al.): off while ``epsilon`` is null."""
+
+    #: L-infinity radius in pixel units (images in [0, 1]); null: standard training.
+    epsilon: float | None = None
+    #: PGD steps per batch, each of ``step_size`` pixel units (null: 2.5 x epsilon / steps), from a
+    #: random start in the ball.
+    steps: int = 10
+    step_size: float | None = None
+
+
+@dataclass
 class EvaluationConfig:
     """The field's protocol: fresh networks trained on the synthetic set only."""
 
@@ -169,6 +181,9 @@ class EvaluationConfig:
     #: Relabel every augmented batch with the teacher's softmax while training (SRe2L/RDED-style):
     #: a different protocol from stored labels, needs the teacher at hand, reported as ``online-teacher``.
     online_relabel: bool = False
+    #: PGD adversarial training of the protocol's networks on the set (``fedcond.adversarial``): a
+    #: different protocol, reported with its settings in the evaluation's ``adversarial``.
+    adversarial: AdversarialTrainingConfig = field(default_factory=AdversarialTrainingConfig)
 
 
 class ConfigSection(Protocol):

@@ -111,6 +111,13 @@ def _validate_evaluation(config: Config) -> None:
     check(e.weight_decay >= 0 and 0 <= e.momentum < 1, "evaluation.weight_decay >= 0, momentum in [0, 1)")
     check_choice("evaluation.loss", e.loss, EVALUATION_LOSSES)
     check(e.temperature is None or e.temperature > 0, "evaluation.temperature must be > 0 (or null: the labels' own)")
+    a = e.adversarial
+    check(
+        a.epsilon is None or 0 < a.epsilon <= 1,
+        f"evaluation.adversarial.epsilon must lie in (0, 1] (pixel units; null: standard training); got {a.epsilon}",
+    )
+    check(a.steps >= 1, f"evaluation.adversarial.steps must be >= 1; got {a.steps}")
+    check(a.step_size is None or a.step_size > 0, "evaluation.adversarial.step_size must be > 0 (null: 2.5 x epsilon / steps)")
     check(
         not e.online_relabel or config.condense.label_source == "teacher",
         "evaluation.online_relabel needs a teacher: set condense.labels: teacher",

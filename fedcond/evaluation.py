@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from fedcond.adversarial import AdversarialTraining, PixelSpace
 from fedcond.augment import dsa
 from fedcond.data.base import ImageDataset
 from fedcond.device import autocast, chunk_size, compiled_function, resolve_device, split_pieces
@@ -78,6 +79,9 @@ class EvaluationResult:
     #: ``stored``: the set's own labels; ``online-teacher``: every augmented batch relabelled by the
     #: teacher (a different protocol, SRe2L/RDED-style).
     labels: str = "stored"
+    #: ``evaluation.adversarial``'s PGD adversarial training (method, epsilon, steps, step_size,
+    #: norm); None: standard training.
+    adversarial: dict[str, Any] | None = None
     #: What ``evaluate_synthetic(..., measure=...)`` measured on each run's network, run by run
     #: (empty without a measure): e.g. the robustness adapter's attacked accuracies.
     measured: list[dict[str, Any]] = field(default_factory=list)
@@ -109,15 +113,16 @@ def train_network(
     loss: str = "ce",
     temperature: float = 1.0,
     relabel: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    adversarial: AdversarialTraining | None = None,
 ) -> nn.Module:
     """Train a fresh ``model`` on ``(images, labels)``; labels are hard ``[M]`` or soft ``[M, K]``
-    (``loss``, ``temperature`` and ``relabel`` as for :func:`fit`)."""
+    (``loss``, ``temperature``, ``relabel`` and ``adversarial`` as for :func:`fit`)."""
     net = fresh_network(model, images.shape[1:], num_classes, device=device, seed=seed)
     if loss == "kd" and labels.ndim == 1:
         labels = F.one_hot(labels, num_classes).float()
     return fit(
         net, images, labels, cfg=cfg, dsa_strategy=dsa_strategy, device=device, seed=seed, dsa_mode=dsa_mode,
-        loss=loss, temperature=temperature, relabel=relabel,
+        loss=loss, temperature=temperature, relabel=relabel, adversarial=adversarial,
     )  # fmt: skip
 
 
@@ -153,6 +158,7 @@ def fit(
     temperature: float = 1.0,
     relabel: Callable[[torch.Tensor], torch.Tensor] | None = None,
     steps: int | None = None,
+    adversarial: AdversarialTraining | None = None,
 ) -> nn.Module:
     """Train ``net`` in place with the protocol's SGD on ``(images, labels)``; return it in eval mode.
 
@@ -162,6 +168,8 @@ def fit(
     ``[M, K]``); ``relabel`` replaces the labels of every augmented batch by its output.
     ``steps`` trains for exactly that many SGD steps (epochs over the data, the last one cut short)
     instead of ``cfg.epochs`` epochs; the lr decay, if any, comes at half of the epochs this takes.
+    ``adversarial`` trains on every batch's PGD perturbation (after augmentation), against the
+    training loss (PGD-AT); ``cfg.adversarial`` is not read here, the caller decides.
     """
     if steps is not None and steps < 1:
         raise ValueError("steps must be >= 1")
@@ -182,8 +190,12 @@ def fit(
 
         def loss_of(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return kd(net, x, y, temperature)
+
+        def attack_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return kd_piece_loss(net, x, y, temperature)
     else:
         loss_of = compiled_function("piece-loss", piece_loss) if cfg.compile else piece_loss
+        attack_loss = piece_loss  # uncompiled: the attack's batches are whole, not pieces
     net.train()
     taken = 0
     for _ in range(epochs):
@@ -197,6 +209,8 @@ def fit(
                 x = dsa(x, dsa_strategy, generator=generator, mode=dsa_mode)
             if relabel is not None:
                 y = relabel(x)
+            if adversarial is not None:
+                x = adversarial.perturb(net, x, y, attack_loss, generator)
             optimizer.zero_grad(set_to_none=True)
             for xp, yp in zip(*split_pieces(x, y, piece, equal=cfg.compile)):
                 with autocast(device, cfg.precision):
@@ -333,6 +347,10 @@ def evaluate_synthetic(
         if teacher is None:
             raise ConfigError("evaluation.online_relabel needs the teacher at hand (evaluate_synthetic(..., teacher=...))")
         relabel = _online_labels(teacher, config.condense.teacher.temperature, device)
+    adversarial = None
+    if cfg.adversarial.epsilon is not None:
+        a = cfg.adversarial
+        adversarial = AdversarialTraining(PixelSpace(test.mean, test.std), a.epsilon, a.steps, a.step_size)
     started = time.perf_counter()
     accuracies: list[float] = []
     measured: list[dict[str, Any]] = []
@@ -350,6 +368,7 @@ def evaluate_synthetic(
             loss=cfg.loss,
             temperature=temperature or 1.0,
             relabel=relabel,
+            adversarial=adversarial,
         )
         accuracies.append(test_accuracy(net, test, device, precision=cfg.precision, compiled=cfg.compile))
         if measure is not None:
@@ -368,6 +387,7 @@ def evaluate_synthetic(
         loss=cfg.loss,
         temperature=temperature,
         labels="online-teacher" if relabel is not None else "stored",
+        adversarial=None if adversarial is None else adversarial.info(),
         measured=measured,
     )
 
