@@ -76,6 +76,19 @@ def test_teacher_labels_are_compared_with_the_hard_one_shot_and_fedavg() -> None
     assert config.federated.strategies == ["fedcondense"] and config.federated.alpha == 0.1
 
 
+def test_a_oneshot_run_again_replaces_the_one_beside_fedavg_in_the_checks() -> None:
+    scenarios = _results()["scenarios"]
+    scenarios["dirichlet-0.1-teacher"] = _scenario(fedcondense=_strategy(72.5, 1_400))
+    scenarios["dirichlet-0.1-oneshot"] = _scenario(fedcondense=_strategy(66.0, 800))
+    got = checks(scenarios)
+    assert got["oneshot_vs_fedavg_alpha_0.1"] == {"seeds": [0], "fedcondense": 66.0, "fedavg": 60.0, "upload_ratio": 0.008, "met": True}
+    assert got["teacher_labels_alpha_0.1"]["hard"] == 66.0 and got["teacher_labels_alpha_0.1"]["extra_upload_bytes"] == 600.0
+    assert got["oneshot_vs_fedavg_alpha_0.5"]["fedcondense"] == 80.0  # no oneshot row at 0.5: the one beside FedAvg
+    by_name = {s.name: s for s in SCENARIOS}
+    config = scenario_config(by_name["dirichlet-0.1-oneshot"], False, "configs/federated-fashion-mnist.yaml")
+    assert config.federated.strategies == ["fedcondense"] and config.federated.alpha == 0.1
+
+
 def test_from_results_updates_only_the_readme_block(tmp_path: Path, capsys) -> None:
     results = tmp_path / "results.json"
     results.write_text(json.dumps(_results()))
