@@ -38,6 +38,55 @@ class PixelSpace:
         return -mean / std, (1 - mean) / std
 
 
+def pgd(
+    objective: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    *,
+    space: PixelSpace,
+    epsilon: float,
+    steps: int,
+    step_size: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``images`` moved, within ``epsilon`` (pixel units, L-infinity), to raise ``objective(x)`` (a scalar).
+
+    Parameters
+    ----------
+    objective
+        What to maximise, as a function of the (normalised) images.
+    images
+        Normalised images ``[B, C, H, W]``.
+    space
+        The images' normalisation.
+    epsilon, steps, step_size
+        Radius, steps, and the step in pixel units (default ``2.5 * epsilon / steps``).
+    generator
+        Draws the random start, uniform in the ball (CPU generator; the draw is moved to the device).
+
+    Returns
+    -------
+    torch.Tensor
+        The perturbed images, detached, inside the pixel range (or inside the range the images
+        already span, if an augmentation took them beyond it).
+    """
+    radius = space.scale(epsilon, images)
+    stride = space.scale(step_size if step_size is not None else 2.5 * epsilon / steps, images)
+    original = images.detach()
+    low, high = space.bounds(images)
+    low, high = torch.minimum(low, original), torch.maximum(high, original)
+    start = torch.rand(images.shape, generator=generator).to(images.device, images.dtype)
+    adversarial = torch.max(torch.min(original + (2 * start - 1) * radius, high), low)
+    with torch.enable_grad():
+        for _ in range(steps):
+            adversarial.requires_grad_(True)
+            (grad,) = torch.autograd.grad(objective(adversarial), adversarial)
+            with torch.no_grad():
+                adversarial = adversarial + stride * grad.sign()
+                adversarial = torch.max(torch.min(adversarial, original + radius), original - radius)
+                adversarial = torch.max(torch.min(adversarial, high), low)
+    return adversarial.detach()
+
+
 def pgd_perturb(
     net: nn.Module,
     images: torch.Tensor,
@@ -50,47 +99,18 @@ def pgd_perturb(
     step_size: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """``images`` moved, within ``epsilon`` (pixel units, L-infinity), to raise ``loss(net, x, targets)``.
+    """:func:`pgd` against ``loss(net, x, targets)``, ``net`` in eval mode meanwhile (then back in its mode).
 
-    Parameters
-    ----------
-    net
-        The network attacked; put in eval mode for the attack and returned to its mode after.
-    images
-        Normalised images ``[B, C, H, W]``.
-    targets
-        What ``loss`` compares the outputs with (class indices or distributions).
-    loss
-        ``(net, images, targets) -> scalar`` to maximise (the training loss).
-    space
-        The images' normalisation.
-    epsilon, steps, step_size
-        Radius, steps, and the step in pixel units (default ``2.5 * epsilon / steps``).
-    generator
-        Draws the random start, uniform in the ball (CPU generator; the draw is moved to the device).
-
-    Returns
-    -------
-    torch.Tensor
-        The perturbed images, detached.
+    ``targets`` are what ``loss`` compares the outputs with (class indices or distributions); the
+    other parameters are :func:`pgd`'s.
     """
     was_training = net.training
     net.eval()
-    radius = space.scale(epsilon, images)
-    stride = space.scale(step_size if step_size is not None else 2.5 * epsilon / steps, images)
-    low, high = space.bounds(images)
-    start = torch.rand(images.shape, generator=generator).to(images.device, images.dtype)
-    original = images.detach()
-    adversarial = torch.max(torch.min(original + (2 * start - 1) * radius, high), low)
-    for _ in range(steps):
-        adversarial.requires_grad_(True)
-        (grad,) = torch.autograd.grad(loss(net, adversarial, targets), adversarial)
-        with torch.no_grad():
-            adversarial = adversarial + stride * grad.sign()
-            adversarial = torch.max(torch.min(adversarial, original + radius), original - radius)
-            adversarial = torch.max(torch.min(adversarial, high), low)
-    net.train(was_training)
-    return adversarial.detach()
+    try:
+        return pgd(lambda x: loss(net, x, targets), images, space=space, epsilon=epsilon, steps=steps,
+                   step_size=step_size, generator=generator)  # fmt: skip
+    finally:
+        net.train(was_training)
 
 
 @dataclass(frozen=True)

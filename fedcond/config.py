@@ -67,6 +67,27 @@ class TeacherConfig:
 
 
 @dataclass
+class RobustnessConfig:
+    """A term of the matching objective that asks for adversarial robustness (``fedcond.condense.robustness``):
+    off while ``method`` is null."""
+
+    #: ``adversarial-targets`` (the real images PGD-perturbed against the iteration's network before
+    #: their features are taken, ROME-style) or ``input-gradient`` (a penalty on the input-gradient
+    #: norm of the networks at the synthetic images); null: none.
+    method: str | None = None
+    #: PGD radius in pixel units (images in [0, 1]), its steps and step (null: 2.5 x epsilon / steps).
+    epsilon: float = 0.1
+    steps: int = 10
+    step_size: float | None = None
+    #: Weight of a penalty term (``input-gradient``); a real-side perturbation has none.
+    weight: float = 1.0
+    #: What the attack and the penalty differentiate: ``features`` (the network's embedding: its
+    #: displacement, or its projection on a random direction) or ``logits`` (the cross-entropy of
+    #: the network's own classifier, e.g. a trained-pool network's).
+    objective: str = "features"
+
+
+@dataclass
 class CondenseConfig:
     """How the synthetic set is made."""
 
@@ -132,6 +153,8 @@ class CondenseConfig:
     feature_params: dict[str, Any] = field(default_factory=dict)
     #: Save a resumable checkpoint every N iterations (0: never).
     checkpoint_every: int = 0
+    #: A robustness term of the objective (matching only); see :class:`RobustnessConfig`.
+    robustness: RobustnessConfig = field(default_factory=RobustnessConfig)
 
     @property
     def label_source(self) -> str:

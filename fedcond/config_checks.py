@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from fedcond.augment import DSA_MODES, validate_strategy
 from fedcond.condense import CONDENSE_METHODS
 from fedcond.condense.matching import INITIALISATIONS
+from fedcond.condense.robustness import OBJECTIVES as ROBUSTNESS_OBJECTIVES
+from fedcond.condense.robustness import ROBUSTNESS_TERMS
 from fedcond.condense.targets import REAL_TARGETS, check_real_target_params
 from fedcond.data import DATASETS
 from fedcond.device import PRECISIONS, check_device
@@ -86,6 +88,23 @@ def _validate_condense(config: Config) -> None:
         "condense.labels: learned (soft_labels: true) needs matching with a feature map whose features depend on the labels (gradients)",
     )
     _validate_teacher(c.teacher)
+    _validate_robustness(config, kind)
+
+
+def _validate_robustness(config: Config, kind: str) -> None:
+    c, r = config.condense, config.condense.robustness
+    if r.method is not None:
+        check(
+            r.method in ROBUSTNESS_TERMS,
+            f"condense.robustness.method must be one of {', '.join(ROBUSTNESS_TERMS.names())} (or null); got {r.method!r}",
+        )
+        check(c.method == "matching", "condense.robustness is a term of the matching objective: condense.method must be matching")
+        check(kind == "embedding", f"condense.robustness needs an embedding feature map; {c.feature_map!r} produces {kind}")
+    check(0 < r.epsilon <= 1, f"condense.robustness.epsilon must lie in (0, 1] (pixel units); got {r.epsilon}")
+    check(r.steps >= 1, f"condense.robustness.steps must be >= 1; got {r.steps}")
+    check(r.step_size is None or r.step_size > 0, "condense.robustness.step_size must be > 0 (null: 2.5 x epsilon / steps)")
+    check(r.weight >= 0, f"condense.robustness.weight must be >= 0; got {r.weight}")
+    check_choice("condense.robustness.objective", r.objective, ROBUSTNESS_OBJECTIVES)
 
 
 def _validate_teacher(t: TeacherConfig) -> None:

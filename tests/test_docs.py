@@ -158,7 +158,8 @@ def test_the_collector_finds_the_integration_examples() -> None:
 @pytest.mark.parametrize(
     "decorator",
     ["register_discrepancy", "register_feature_map", "register_model", "register_dataset", "register_condense_method",
-     "register_real_target", "register_config_section", "register_strategy", "register_continual_method"],
+     "register_real_target", "register_robustness", "register_config_section", "register_strategy",
+     "register_continual_method"],
 )  # fmt: skip
 def test_every_registry_has_a_runnable_example(decorator: str) -> None:
     assert _with(f"@{decorator}("), f"no ```python block registers with @{decorator}"

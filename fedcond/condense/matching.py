@@ -26,12 +26,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from fedcond.adversarial import PixelSpace
 from fedcond.augment import apply_dsa, dsa
 from fedcond.condense.checkpoint import MatchingCheckpoint
 from fedcond.condense.common import build_synthetic_set
 from fedcond.condense.coreset import EMBEDDING_SELECTIONS, select_in_embedding
 from fedcond.condense.parameterisation import check_factor, decode, encode
 from fedcond.condense.registry import register_condense_method
+from fedcond.condense.robustness import RobustnessTerm, build_robustness
 from fedcond.condense.targets import RealData, RealSide, RealTarget, build_real_target, select_real_target
 from fedcond.discrepancies import build_discrepancy
 from fedcond.errors import ConfigError
@@ -123,9 +125,11 @@ def setup(data: ImageDataset, config: Config, *, device: torch.device, progress:
     tiles = c.factor * c.factor
 
     per_class = data.indices_per_class()
+    robustness = build_robustness(c.robustness, PixelSpace(data.mean, data.std))
     real = RealData(
         config=config, feature_map=feature_map, images=data.images.to(device), labels=data.labels.to(device),
         per_class=[idx.to(device) for idx in per_class], num_classes=num_classes, progress=progress,
+        robustness=robustness,
     )  # fmt: skip
     target_name = select_real_target(config)
     target = build_real_target(target_name, real)
@@ -147,7 +151,7 @@ def setup(data: ImageDataset, config: Config, *, device: torch.device, progress:
     else:
         optimizer = torch.optim.Adam(parameters, lr=c.lr_images)
     target.prepare(classes)
-    problem = MatchingProblem(feature_map, discrepancy, classes, syn_class, num_classes, c.factor)
+    problem = MatchingProblem(feature_map, discrepancy, classes, syn_class, num_classes, c.factor, robustness)
     return MatchingRun(data, config, feature_map, target, target_name, problem, images, label_logits, optimizer, started)
 
 
@@ -217,6 +221,8 @@ def finish(run: MatchingRun) -> SyntheticSet:
         extra["factor"] = c.factor
         extra["images_per_class"] = c.ipc * c.factor * c.factor
     extra.update(run.target.metadata())
+    if run.problem.robustness is not None:
+        extra["robustness"] = run.problem.robustness.metadata()
     if c.model_params:
         extra["model_params"] = dict(c.model_params)
     return build_synthetic_set(
@@ -245,6 +251,7 @@ class MatchingProblem:
     syn_class: torch.Tensor  # class of every decoded synthetic image, grouped by class
     num_classes: int
     factor: int = 1
+    robustness: RobustnessTerm | None = None  # its penalty, if any, joins the loss
 
     def __post_init__(self) -> None:
         counts = torch.bincount(self.syn_class, minlength=self.num_classes).tolist()
@@ -256,6 +263,10 @@ class MatchingProblem:
         if real.augmentation is not None:
             syn = apply_dsa(syn, real.augmentation, self.syn_class)
         loss = images.new_zeros(())
+        if self.robustness is not None:
+            penalty = self.robustness.penalty(self.feature_map, syn, targets)
+            if penalty is not None:
+                loss = loss + penalty
         if self.feature_map.kind == "embedding":
             # Instance-normalised networks embed each sample on its own: one forward serves all classes.
             syn_features = embed_in_chunks(self.feature_map, syn, self.syn_class, differentiable=True)

@@ -64,6 +64,10 @@ class PrivacyConfig:
             "the accountant; set condense.labels: hard",
         )
         check(
+            c.robustness.method is None,
+            "privacy mode releases noised statistics of the real data as they are: condense.robustness must be null",
+        )
+        check(
             c.checkpoint_every == 0,
             "privacy mode does not checkpoint (a resumed run would release again); set condense.checkpoint_every 0",
         )

@@ -38,6 +38,7 @@ from fedcond.registry import Registry
 from fedcond.values import bind_component_options
 
 if TYPE_CHECKING:
+    from fedcond.condense.robustness import RobustnessTerm
     from fedcond.config import Config
 
 
@@ -59,6 +60,9 @@ class RealData:
         Classes of the label space.
     progress
         Show progress bars while preparing.
+    robustness
+        The run's robustness term (``condense.robustness``), or None: targets hand every real batch
+        to :meth:`perturb` just before its features are taken.
     """
 
     config: Config
@@ -68,6 +72,7 @@ class RealData:
     per_class: list[torch.Tensor]
     num_classes: int
     progress: bool = False
+    robustness: RobustnessTerm | None = None
 
     @property
     def device(self) -> torch.device:
@@ -82,6 +87,13 @@ class RealData:
         """The DSA strategy both sides are augmented with, or None without DSA."""
         c = self.config.condense
         return c.dsa_strategy if c.dsa else None
+
+    def perturb(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``images`` as the robustness term wants them seen by the feature map's active network
+        (unchanged without one)."""
+        if self.robustness is None:
+            return images
+        return self.robustness.perturb_real(self.feature_map, images, labels, generator)
 
     def sample_augmentation(self, generator: torch.Generator) -> DSAParams | None:
         """One DSA draw per class (the class's real and synthetic images share it), or None without DSA."""

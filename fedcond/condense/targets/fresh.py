@@ -42,6 +42,7 @@ class FreshNetworks(RealTarget):
         augmentation = self.real.sample_augmentation(generator)
         if augmentation is not None:
             images = apply_dsa(images, augmentation, labels)
+        images = self.real.perturb(images, labels, generator)
         if feature_map.kind == "embedding":
             features = list(embed_in_chunks(feature_map, images, labels).split(counts))
         else:

@@ -16,6 +16,7 @@ the terms come from a finite sample of ``networks`` draws instead of a new draw 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -71,11 +72,13 @@ class RealStatisticsPool:
         seed: int,
         progress: bool,
         given: list[nn.Module] | None = None,
+        perturb: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     ) -> "RealStatisticsPool":
         """Draw ``networks`` entries and embed each one's augmented real images with its network.
 
         ``given``: one network per entry (``len(given) == networks``) instead of random ones, made
-        active with ``feature_map.use_network``.
+        active with ``feature_map.use_network``. ``perturb``: what the augmented real images become
+        before the entry's network embeds them (:meth:`RealData.perturb`; a robustness term).
         """
         started = time.perf_counter()
         if given is not None and len(given) != networks:
@@ -111,6 +114,8 @@ class RealStatisticsPool:
                         mode=dsa_mode,
                     )
                     real = apply_dsa(real, params, labels)  # one draw per class, as the reference
+                if perturb is not None:
+                    real = perturb(real, labels, generator)
                 augmentations.append(params)
                 embedded = embed_in_chunks(feature_map, real, labels)
                 features.append([summarise_real(discrepancy, part) for part in embedded.split(counts)])
@@ -165,7 +170,7 @@ class PoolTarget(RealTarget):
         return RealStatisticsPool.build(
             real.feature_map, c.discrepancy, real.images, [real.per_class[k] for k in self.classes], self.classes,
             real.num_classes, networks=c.pool_networks, batch_real=c.batch_real, dsa_strategy=real.dsa_strategy,
-            dsa_mode=c.dsa_mode, seed=real.config.seed, progress=real.progress,
+            dsa_mode=c.dsa_mode, seed=real.config.seed, progress=real.progress, perturb=real.perturb,
         )  # fmt: skip
 
     def draw(self, generator: torch.Generator) -> RealSide:

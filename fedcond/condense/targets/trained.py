@@ -164,7 +164,7 @@ class TrainedPoolTarget(PoolTarget):
         pool = RealStatisticsPool.build(
             real.feature_map, c.discrepancy, real.images, [real.per_class[k] for k in self.classes], self.classes,
             real.num_classes, networks=len(entries), batch_real=c.batch_real, dsa_strategy=real.dsa_strategy,
-            dsa_mode=c.dsa_mode, seed=real.config.seed, progress=real.progress, given=entries,
+            dsa_mode=c.dsa_mode, seed=real.config.seed, progress=real.progress, given=entries, perturb=real.perturb,
         )  # fmt: skip
         pool.seconds += self.train_seconds
         return pool
