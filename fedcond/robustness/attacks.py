@@ -98,13 +98,14 @@ def pgd_accuracy(
 def autoattack_accuracy(
     classifier: Any, subset: AttackSubset, epsilon: float, cfg: RobustEvaluationConfig
 ) -> float:
-    """Accuracy under ART's AutoAttack of radius ``epsilon`` (``cfg.autoattack``'s version)."""
+    """Accuracy under ART's AutoAttack of radius ``epsilon`` (``cfg.autoattack``'s version; ``fast``:
+    APGD-CE and APGD-DLR, one start of ``cfg.autoattack_steps`` steps each)."""
     from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent
 
     attacks = None  # ART's standard list
     if cfg.autoattack == "fast":
         attacks = [
-            AutoProjectedGradientDescent(classifier, norm=np.inf, eps=epsilon, eps_step=2 * epsilon, max_iter=100,
+            AutoProjectedGradientDescent(classifier, norm=np.inf, eps=epsilon, eps_step=2 * epsilon, max_iter=cfg.autoattack_steps,
                                          nb_random_init=1, batch_size=cfg.batch_size, loss_type=loss, verbose=False)
             for loss in ("cross_entropy", "difference_logits_ratio")
         ]  # fmt: skip

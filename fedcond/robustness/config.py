@@ -39,6 +39,8 @@ class RobustEvaluationConfig:
     #: largest epsilon).
     autoattack: str | None = "fast"
     autoattack_epsilon: float | None = None
+    #: Steps of each APGD attack of the ``fast`` version (``standard`` runs ART's own 100).
+    autoattack_steps: int = 100
     #: Test images attacked: a fixed random subset of the test split drawn from the run seed (the
     #: same for every set evaluated under it); null: the whole split.
     test_images: int | None = 1000
@@ -58,6 +60,7 @@ class RobustEvaluationConfig:
             self.autoattack_epsilon is None or 0 < self.autoattack_epsilon <= 1,
             f"robust_evaluation.autoattack_epsilon must lie in (0, 1] (pixel units); got {self.autoattack_epsilon}",
         )
+        check(self.autoattack_steps >= 1, f"robust_evaluation.autoattack_steps must be >= 1; got {self.autoattack_steps}")
         check(self.test_images is None or self.test_images >= 1, "robust_evaluation.test_images must be >= 1 (null: all)")
         check(self.batch_size >= 1, "robust_evaluation.batch_size must be >= 1")
 
